@@ -1,0 +1,36 @@
+"""aiotcp: high-performance TCP services on Python's asyncio.
+
+Write a message handler; aiotcp gives it framing, backpressure, limits, timeouts,
+graceful shutdown, workers, metrics and a blocked-loop detector::
+
+    import aiotcp
+
+    def handle(message: str, conn) -> str:
+        return "已收到: " + message
+
+    aiotcp.serve(handle, host="127.0.0.1", port=8888)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiotcp.apps import Ack, Echo, blocking
+from aiotcp.config import Config
+from aiotcp.connection import Connection
+from aiotcp.observe.stats import Stats
+from aiotcp.server import Server
+
+__all__ = ["Ack", "Config", "Connection", "Echo", "Server", "Stats", "blocking", "serve"]
+__version__ = "0.1.0"
+
+
+def serve(handler: Any, **settings: Any) -> int:
+    """Serve ``handler`` until SIGINT/SIGTERM, then drain; returns the exit code (0).
+
+    ``settings`` are Config fields (``host``, ``port``, ``framing``, ``idle_timeout``...).
+    With ``api="streams"`` the handler is a ``handle_client(reader, writer)`` coroutine.
+    """
+    from aiotcp.runner import run
+
+    return run(Config(**settings).validate(), handler)

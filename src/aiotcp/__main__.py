@@ -1,0 +1,3 @@
+from aiotcp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""One Config, one name per setting.
+
+The flag ``--idle-timeout`` is ``Config.idle_timeout`` is the environment variable
+``AIOTCP_IDLE_TIMEOUT`` is the TOML key ``idle_timeout``. Precedence: flag > env >
+file > default. The CLI only parses and builds a Config; everything else reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+# 64 KiB: Redis rejects an inline request over 64 KiB and closes; h11 and asyncio streams
+# use limits of the same order. A frame longer than this is an attack or a bug.
+DEFAULT_MAX_LINE = 64 * 1024
+
+# A connection that completes no message for five minutes is almost certainly dead or
+# hostile (nginx client_body_timeout and HAProxy timeout client are commonly 60-300 s).
+DEFAULT_IDLE_TIMEOUT = 300.0
+
+# A client that keeps its output above the high-water mark this long is not reading.
+DEFAULT_WRITE_TIMEOUT = 30.0
+
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+DEFAULT_BLOCK_THRESHOLD_MS = 100.0
+
+ENV_PREFIX = "AIOTCP_"
+
+FRAMINGS = ("line", "length", "raw")
+APIS = ("handler", "streams")
+LOOPS = ("auto", "uvloop", "asyncio")
+LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(ValueError):
+    """A setting has a value it cannot take; the message names the setting."""
+
+
+def _opt(help: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
+    return {"help": help, "choices": choices}
+
+
+@dataclass
+class Config:
+    """Every setting of an aiotcp server. Field metadata carries the CLI help text."""
+
+    host: str = field(default="127.0.0.1", metadata=_opt("address to listen on"))
+    port: int = field(default=8888, metadata=_opt("TCP port (0 picks a free one)"))
+    framing: str = field(default="line", metadata=_opt("message framing", FRAMINGS))
+    app: str = field(
+        default="ack", metadata=_opt("handler: 'ack', 'echo' or 'module:attr'")
+    )
+    api: str = field(
+        default="handler",
+        metadata=_opt("app shape: message handler, or a streams handle_client(reader, writer)", APIS),
+    )
+    ack_prefix: str = field(default="已收到: ", metadata=_opt("reply prefix of the ack app"))
+    loop: str = field(default="auto", metadata=_opt("event loop (auto = uvloop if installed)", LOOPS))
+    max_line: int = field(
+        default=DEFAULT_MAX_LINE, metadata=_opt("largest frame in bytes; longer -> ERR too-long")
+    )
+    log_level: str = field(default="info", metadata=_opt("logging level"))
+    log_format: str = field(default="text", metadata=_opt("log format", LOG_FORMATS))
+    access_log: bool = field(
+        default=True, metadata=_opt("log each connection's close at INFO (aiotcp.access)")
+    )
+    max_connections: int = field(
+        default=0, metadata=_opt("connection cap (0 = derived from the fd limit)")
+    )
+    max_connections_per_ip: int = field(
+        default=0, metadata=_opt("connection cap per client IP (0 = off)")
+    )
+    idle_timeout: float = field(
+        default=DEFAULT_IDLE_TIMEOUT,
+        metadata=_opt("close a connection that completes no message for S seconds (0 = off)"),
+    )
+    write_timeout: float = field(
+        default=DEFAULT_WRITE_TIMEOUT,
+        metadata=_opt("drop a client whose output stays above the high-water mark S seconds"),
+    )
+    handler_timeout: float = field(
+        default=0.0, metadata=_opt("cancel an async/blocking handler after S seconds (0 = off)")
+    )
+    shutdown_timeout: float = field(
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metadata=_opt("seconds to drain on SIGTERM before aborting what is left"),
+    )
+    threads: int = field(
+        default=0, metadata=_opt("threads for blocking handlers (0 = Python's default)")
+    )
+    workers: str = field(default="1", metadata=_opt("worker processes ('auto' = one per core)"))
+    reuse_port: bool = field(default=False, metadata=_opt("bind with SO_REUSEPORT"))
+    metrics_port: int = field(
+        default=0, metadata=_opt("serve /metrics, /healthz, /readyz on this port (0 = off)")
+    )
+    metrics_host: str = field(default="127.0.0.1", metadata=_opt("address of the metrics server"))
+    block_threshold: float = field(
+        default=DEFAULT_BLOCK_THRESHOLD_MS,
+        metadata=_opt("log the stack when the loop is blocked longer than MS (0 = off)"),
+    )
+
+    def validate(self) -> Config:
+        """Return self if every setting is in range; raise ConfigError naming the first bad one."""
+        for name, choices in (
+            ("framing", FRAMINGS),
+            ("api", APIS),
+            ("loop", LOOPS),
+            ("log_format", LOG_FORMATS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port must be 0..65535")
+        if self.max_line < 1:
+            raise ConfigError("max_line must be >= 1")
+        for name in ("max_connections", "max_connections_per_ip", "threads", "metrics_port"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        for name in (
+            "idle_timeout",
+            "write_timeout",
+            "handler_timeout",
+            "shutdown_timeout",
+            "block_threshold",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        self.worker_count()
+        return self
+
+    def worker_count(self) -> int:
+        """The number of worker processes ``workers`` asks for (``auto`` = cores)."""
+        if self.workers == "auto":
+            return os.cpu_count() or 1
+        try:
+            n = int(self.workers)
+        except ValueError:
+            raise ConfigError("workers must be a whole number or 'auto'") from None
+        if n < 1:
+            raise ConfigError("workers must be >= 1")
+        return n
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def field_types() -> dict[str, type]:
+    """Map each Config field name to its Python type (str, int, float or bool)."""
+    types = {"str": str, "int": int, "float": float, "bool": bool}
+    return {f.name: types[str(f.type)] for f in fields(Config)}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert ``value`` (a string from env/flags, or a TOML value) to the type of ``name``."""
+    kind = field_types()[name]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    if kind is str:
+        return str(value)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a {kind.__name__}, not {value!r}") from None
+
+
+def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings given as ``AIOTCP_<NAME>`` environment variables."""
+    out: dict[str, Any] = {}
+    for name in field_types():
+        key = ENV_PREFIX + name.upper()
+        if key in environ:
+            out[name] = coerce(name, environ[key])
+    return out
+
+
+def from_toml(path: str) -> dict[str, Any]:
+    """The settings in a TOML file (top level, or under a ``[aiotcp]`` table)."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    table = data.get("aiotcp", data)
+    known = field_types()
+    unknown = sorted(set(table) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
+    return {name: coerce(name, value) for name, value in table.items()}
+
+
+def build(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Config:
+    """Merge defaults < TOML file < environment < flags into a validated Config."""
+    env = os.environ if environ is None else environ
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    merged: dict[str, Any] = {}
+    if path:
+        merged.update(from_toml(path))
+    merged.update(from_env(env))
+    merged.update({k: coerce(k, v) for k, v in flags.items() if v is not None})
+    return Config(**merged).validate()

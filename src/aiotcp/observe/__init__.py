@@ -1,0 +1,1 @@
+"""Observability: counters the hot path bumps, and the pieces that read them."""

@@ -1,0 +1,112 @@
+"""Plain counters the hot path bumps: ints and dicts, no locks, no library calls.
+
+The server adds to these once per read batch, never per message with a call.
+Exporters (Prometheus, JSON) read them at scrape time; see ``aiotcp.observe``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
+
+# Upper bounds in seconds. An inline ack takes microseconds; a handler offloaded to a
+# thread takes milliseconds; anything past a second is a problem worth seeing.
+ACK_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+class LatencyHistogram:
+    """Cumulative-on-read histogram with fixed buckets (last bucket is +Inf)."""
+
+    __slots__ = ("buckets", "counts", "sum", "count")
+
+    def __init__(self, buckets: tuple[float, ...] = ACK_LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float, n: int = 1) -> None:
+        """Record ``n`` observations of ``seconds`` each (one call per batch)."""
+        self.counts[bisect_left(self.buckets, seconds)] += n
+        self.sum += seconds * n
+        self.count += n
+
+    def cumulative(self) -> list[int]:
+        """Counts at or below each bound, then the total (+Inf), as Prometheus wants."""
+        out, running = [], 0
+        for c in self.counts:
+            running += c
+            out.append(running)
+        return out
+
+
+class Stats:
+    """Live counters of one server process."""
+
+    __slots__ = (
+        "connections",
+        "connections_accepted",
+        "connections_refused",
+        "messages_received",
+        "messages_acked",
+        "bytes_received",
+        "bytes_sent",
+        "errors",
+        "loop_lag_seconds",
+        "loop_stalls",
+        "ack_latency",
+        "live_bytes",
+    )
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.connections_accepted = 0
+        self.connections_refused: dict[str, int] = {}
+        self.messages_received = 0
+        self.messages_acked = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.errors: dict[str, int] = {}
+        self.loop_lag_seconds = 0.0
+        self.loop_stalls = 0
+        self.ack_latency = LatencyHistogram()
+        # bytes_received/bytes_sent count closed connections; the server sets this to
+        # report the bytes of the open ones, so the hot path bumps only its own counters.
+        self.live_bytes: Callable[[], tuple[int, int]] | None = None
+
+    def bytes_totals(self) -> tuple[int, int]:
+        """Bytes received and sent over every connection, open or closed."""
+        live_in, live_out = self.live_bytes() if self.live_bytes is not None else (0, 0)
+        return self.bytes_received + live_in, self.bytes_sent + live_out
+
+    def refused(self, reason: str) -> None:
+        self.connections_refused[reason] = self.connections_refused.get(reason, 0) + 1
+
+    def error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-able copy of every counter (bytes include open connections)."""
+        bytes_in, bytes_out = self.bytes_totals()
+        return {
+            "connections": self.connections,
+            "connections_accepted": self.connections_accepted,
+            "connections_refused": dict(self.connections_refused),
+            "messages_received": self.messages_received,
+            "messages_acked": self.messages_acked,
+            "bytes_received": bytes_in,
+            "bytes_sent": bytes_out,
+            "errors": dict(self.errors),
+            "loop_lag_seconds": self.loop_lag_seconds,
+            "loop_stalls": self.loop_stalls,
+            "ack_latency": {
+                "buckets": list(self.ack_latency.buckets),
+                "counts": list(self.ack_latency.counts),
+                "sum": self.ack_latency.sum,
+                "count": self.ack_latency.count,
+            },
+        }
