@@ -100,7 +100,7 @@ class LineCodec:
         if end < 0:
             # No frame ends here: buffer, unless the partial frame is already too long.
             buf = self._buf + data if self._buf else data
-            if len(buf) > self.max_frame:
+            if len(buf) > self.max_frame + 1:  # + 1: room for the "\r" of "\r\n"
                 return self._fail([])
             self._buf = buf
             self.clean = True
@@ -121,7 +121,7 @@ class LineCodec:
             lines.pop()  # the empty string after the final "\n"
             if "\r" in text:
                 lines = [s[:-1] if s.endswith("\r") else s for s in lines]
-            if len(rest) > self.max_frame:
+            if len(rest) > self.max_frame + 1:
                 self.clean = False
                 return self._fail(lines)  # type: ignore[arg-type]
             self.clean = True
@@ -143,7 +143,7 @@ class LineCodec:
             except UnicodeDecodeError:
                 out.append(INVALID_UTF8)
         self.clean = False
-        if len(rest) > self.max_frame:
+        if len(rest) > self.max_frame + 1:
             return self._fail(out)
         return out
 
