@@ -1,0 +1,82 @@
+"""asyncio.Protocol: split the read buffer once, one ``transport.write`` per ``data_received``.
+
+``uvloop_protocol`` runs this same protocol on uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import cast
+
+from aiotcp.bench.baselines.entry import PREFIX, announce, parse_args
+
+_SEP = b"\n" + PREFIX
+
+
+class AckProtocol(asyncio.Protocol):
+    """Replies ``PREFIX + line + \\n`` for every complete line, in order."""
+
+    __slots__ = ("pending", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pending = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self.pending:
+            data = self.pending + data
+        lines = data.split(b"\n")
+        self.pending = lines.pop()
+        if lines and self.transport is not None:
+            if b"\r" in data:
+                lines = [line.rstrip(b"\r") for line in lines]
+            self.transport.write(PREFIX + _SEP.join(lines) + b"\n")
+
+    def eof_received(self) -> bool | None:
+        return None  # close after the replies already written are flushed
+
+
+async def serve(host: str, port: int, backlog: int) -> None:
+    """Serve on the running loop until cancelled."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(AckProtocol, host, port, backlog=backlog)
+    announce(server.sockets[0].getsockname())
+    await until_signalled()
+    server.close()
+
+
+async def until_signalled() -> None:
+    """Return once SIGTERM or SIGINT arrives (loop signal handlers work on asyncio and uvloop)."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    await stop
+
+
+def main(use_uvloop: bool = False) -> None:
+    """Parse flags and serve on asyncio (or uvloop) until SIGTERM/SIGINT."""
+    args = parse_args(
+        "aiotcp.bench.baselines." + ("uvloop_protocol" if use_uvloop else "asyncio_protocol")
+    )
+    runner: object = asyncio
+    if use_uvloop:
+        import uvloop
+
+        runner = uvloop
+    with contextlib.suppress(KeyboardInterrupt):
+        runner.run(serve(args.host, args.port, args.backlog))  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()

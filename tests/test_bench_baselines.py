@@ -1,0 +1,52 @@
+"""Each baseline server answers correctly over loopback and exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import time
+
+import pytest
+
+from aiotcp.bench.baselines import BASELINES, LOOSE_BASELINES, REQUIRES
+from aiotcp.bench.serverproc import baseline_argv, start_server
+
+
+def _recv_until(sock: socket.socket, want: int, timeout: float = 5.0) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    sock.settimeout(timeout)
+    while len(data) < want and time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_acks_lines_and_stops_cleanly(name: str) -> None:
+    lib = REQUIRES.get(name)
+    if lib and importlib.util.find_spec(lib) is None:
+        pytest.skip(f"{lib} not installed")
+    server = start_server(baseline_argv(name))
+    try:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            if name in LOOSE_BASELINES:
+                sock.sendall(b"hello\n")  # the seed replies per read: one message at a time
+                assert (
+                    _recv_until(sock, len("已收到: hello\n".encode())) == "已收到: hello\n".encode()
+                )
+            else:
+                sock.sendall(
+                    b"one\ntwo\r\n\nthree"
+                )  # CRLF stripped, empty line acked, partial kept
+                want = "已收到: one\n已收到: two\n已收到: \n".encode()
+                assert _recv_until(sock, len(want)) == want
+                sock.sendall(b"\n")
+                assert _recv_until(sock, 16) == "已收到: three\n".encode()
+            sock.shutdown(socket.SHUT_WR)
+            assert _recv_until(sock, 1) == b""  # the server closes after EOF
+    finally:
+        status = server.stop()
+    assert status == 0
