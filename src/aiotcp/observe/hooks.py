@@ -7,9 +7,9 @@ drained, ``await obs.close()`` on each returned object in reverse order. What st
 - the loop-lag sampler (always; one timer every 0.25 s);
 - in a supervised worker: the snapshot mirror the supervisor reads for ``/metrics``
   (its first write tells the supervisor the worker is serving);
-- the blocked-loop watchdog if ``config.block_threshold > 0``;
 - the ``/metrics`` ``/healthz`` ``/readyz`` endpoints if ``config.metrics_port`` and
-  this is not a worker (the supervisor serves them for all workers).
+  this is not a worker (the supervisor serves them for all workers);
+- the blocked-loop watchdog if ``config.block_threshold > 0``.
 
 Started after ``start()`` and closed after the drain, so ``/readyz`` answers 503 while
 connections drain and the final snapshot includes them.
@@ -62,15 +62,6 @@ async def start(config: Any, server: Any) -> list[Observer]:
         lag = LagSampler(stats)
         lag.start()
         started.append(Observer("loop-lag", lag.aclose))
-        if config.block_threshold > 0:
-            watchdog = start_watchdog(
-                asyncio.get_running_loop(), stats, config.block_threshold
-            )
-
-            async def stop_watchdog() -> None:
-                watchdog.stop()
-
-            started.append(Observer("watchdog", stop_watchdog))
         if config.metrics_port and mirror is None:
             from aiotcp.observe.endpoints import start_metrics_server
 
@@ -85,6 +76,17 @@ async def start(config: Any, server: Any) -> list[Observer]:
                 )
                 raise
             started.append(Observer("metrics", metrics.aclose))
+        # Last: importing aiohttp above takes a while in this very thread, which the
+        # watchdog would rightly report as a blocked loop.
+        if config.block_threshold > 0:
+            watchdog = start_watchdog(
+                asyncio.get_running_loop(), stats, config.block_threshold
+            )
+
+            async def stop_watchdog() -> None:
+                watchdog.stop()
+
+            started.append(Observer("watchdog", stop_watchdog))
     except BaseException:
         for obs in reversed(started):
             await obs.close()
