@@ -156,5 +156,5 @@ def make_registry(
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
-    """The Prometheus text format (version 0.0.4) for ``registry``."""
+    """The Prometheus text exposition format for ``registry``."""
     return generate_latest(registry)
