@@ -163,3 +163,45 @@ def test_a_worker_that_cannot_boot_fails_the_supervisor() -> None:
     )
     assert r.returncode == 1
     assert "failed to start" in r.stderr
+
+
+def test_a_second_sigterm_forces_the_drain(tmp_path: Path) -> None:
+    metrics_port = free_port()
+    never = tmp_path / "never-created"
+    with start("--shutdown-timeout", "60", "--metrics-port", str(metrics_port)) as server:
+        pids = worker_pids(server)
+        client = LineClient(server.port)
+        client.send(f"wait {never}")  # would hold the drain for the whole minute
+        until(lambda: (scrape(metrics_port) or {}).get("aiotcp_messages_received_total") == 1,
+              what="the wait in flight")
+        server.proc.send_signal(signal.SIGTERM)
+        until(lambda: "draining" in server.log(), what="the first signal to be forwarded")
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait(20) in (0, 1)  # well before the 60 s drain deadline
+        try:
+            assert "released" not in client.line()
+        except ConnectionError:
+            pass  # aborted: a reset is what forcing means
+        client.close()
+    assert "forcing" in server.log()
+    for pid in pids:
+        until(lambda pid=pid: not _alive(pid), what=f"worker {pid} gone")
+
+
+def test_workers_die_with_a_killed_supervisor() -> None:
+    with start() as server:
+        pids = worker_pids(server)
+        server.proc.kill()
+        server.proc.wait(10)
+        for pid in pids:
+            until(lambda pid=pid: not _alive(pid), what=f"orphaned worker {pid} to exit")
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
