@@ -111,6 +111,16 @@ class ServerProcess:
         """User + system CPU seconds used so far by the server and its live descendants."""
         return sum(_cpu_seconds(p) for p in _descendants(self.pid))
 
+    def open_fds(self) -> int:
+        """Open file descriptors of the server and its descendants (accepted sockets included)."""
+        total = 0
+        for pid in _descendants(self.pid):
+            try:
+                total += len(os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                pass
+        return total
+
     def stderr_text(self) -> str:
         """Everything the server wrote to stderr so far."""
         with open(self.stderr_path, "rb") as f:
