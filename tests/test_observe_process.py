@@ -6,6 +6,8 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from serverproc import TESTS, ServerProcess
 from test_observe_client import LineClient, free_port, http_get, scrape, until
 
@@ -16,9 +18,11 @@ def blocking_line() -> int:
     return next(i for i, text in enumerate(lines, 1) if "# BLOCKING-LINE" in text)
 
 
-def test_a_300ms_blocking_handler_is_reported_once_with_its_file_and_line() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_300ms_blocking_handler_is_reported_once_with_its_file_and_line(loop: str) -> None:
     metrics_port = free_port()
     with ServerProcess(["--app", "test_workers_apps:sleepy", "--block-threshold", "100",
+                        "--loop", loop,
                         "--metrics-port", str(metrics_port), "--no-access-log"]) as server:
         # Observers start after the listener; /readyz answering means the watchdog runs.
         until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
