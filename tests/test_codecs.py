@@ -232,3 +232,58 @@ def test_line_never_raises_on_any_bytes(chunks: list[bytes]) -> None:
     for chunk in chunks:
         for f in c.feed(chunk):
             assert isinstance(f, (str, codecs.FrameError))
+
+
+# ---- the bytes fast path for replies that are prefix + message ----------------------
+
+PREFIX = "已收到: ".encode()
+
+
+def prefix_or_general(c: LineCodec, chunk: bytes) -> bytes:
+    """What the connection does: the fast path, else feed + encode."""
+    done = c.prefix_frames(chunk, PREFIX)
+    if done is not None:
+        return done[0] if done[1] else b""
+    frames = c.feed(chunk)
+    replies = [PREFIX.decode() + f if isinstance(f, str) else f"ERR {f.code} {f.text}"
+               for f in frames]
+    return c.encode(replies) if replies else b""
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"a\n", "已收到: a\n"),
+    (b"a\nb\n\n", "已收到: a\n已收到: b\n已收到: \n"),
+    ("你好\n".encode(), "已收到: 你好\n"),
+])
+def test_prefix_frames_answers_plain_frames_on_bytes(data: bytes, expected: str) -> None:
+    c = LineCodec(LIMIT)
+    assert c.prefix_frames(data, PREFIX) == (expected.encode(), data.count(b"\n"))
+
+
+@pytest.mark.parametrize("data", [b"a\r\n", b"\xff\n", b"x" * (LIMIT + 1) + b"\n", b"partial"])
+def test_prefix_frames_leaves_the_rest_to_the_general_path(data: bytes) -> None:
+    c = LineCodec(LIMIT)
+    assert c.prefix_frames(data, PREFIX) is None
+    assert c.pending() == 0  # consumed nothing
+
+
+def test_prefix_frames_keeps_a_partial_tail() -> None:
+    c = LineCodec(LIMIT)
+    assert c.prefix_frames(b"a\nb", PREFIX) == ("已收到: a\n".encode(), 1)
+    assert c.pending() == 1
+    assert c.prefix_frames(b"c\n", PREFIX) == ("已收到: bc\n".encode(), 1)
+
+
+@given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=10),
+       st.lists(st.integers(min_value=0), max_size=10), st.booleans())
+def test_prefix_path_equals_general_path(msgs: list[bytes], cuts: list[int], crlf: bool) -> None:
+    data = b"".join(m + (b"\r\n" if crlf else b"\n") for m in msgs)
+    fast, slow = LineCodec(8), LineCodec(8)
+    got_fast = b"".join(prefix_or_general(fast, ch) for ch in chunked(data, cuts))
+    got_slow = b"".join(prefix_or_general(slow, data[i:i + 1]) for i in range(len(data)))
+    general = LineCodec(8)
+    frames = general.feed(data)
+    replies = [PREFIX.decode() + f if isinstance(f, str) else f"ERR {f.code} {f.text}"
+               for f in frames]
+    expected = general.encode(replies) if replies else b""
+    assert got_fast == got_slow == expected

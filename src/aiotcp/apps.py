@@ -15,6 +15,10 @@ A handler object may also offer ``batch(messages, conn) -> list[str]``: one repl
 message for all the messages of one read. The server calls it instead of calling the
 handler once per message; it must behave exactly like calling the handler on each
 message in turn (if it raises, each message is handled one by one instead).
+
+A handler whose reply is always ``prefix + message`` may say so with an attribute
+``reply_prefix = prefix``; the server then answers well-formed frames on bytes, without
+decoding them or calling the handler (``Ack`` and ``Echo`` do this).
 """
 
 from __future__ import annotations
@@ -62,6 +66,11 @@ class Ack:
     def __init__(self, prefix: str = "已收到: ") -> None:
         self.prefix = prefix
 
+    @property
+    def reply_prefix(self) -> str:
+        """Every reply is this prefix + the message: the server may answer on bytes."""
+        return self.prefix
+
     def __call__(self, message: str, conn: object) -> str:
         return self.prefix + message
 
@@ -74,6 +83,7 @@ class Echo:
     """Reply with the message itself."""
 
     __slots__ = ()
+    reply_prefix = ""
 
     def __call__(self, message: str, conn: object) -> str:
         return message

@@ -80,6 +80,16 @@ class Codec(Protocol):
         """Bytes buffered towards an incomplete frame (dropped at EOF)."""
         ...
 
+    def prefix_frames(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
+        """Fast path for replies that are ``prefix + message``, done on bytes.
+
+        Returns the encoded replies to every frame ``data`` completes and how many
+        frames that is, having consumed ``data``; or None, having consumed nothing,
+        when the frames need the general path (``feed`` then ``encode``): an error,
+        a frame that is not plain, or a framing without a fast path.
+        """
+        ...
+
 
 class LineCodec:
     """UTF-8 lines ending in ``\\n``; a trailing ``\\r`` is stripped. Replies end in ``\\n``."""
@@ -127,6 +137,47 @@ class LineCodec:
             self.clean = True
             return lines  # type: ignore[return-value]
         return self._slow(head, rest)
+
+    def prefix_frames(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
+        # The common read: whole frames, plain ASCII, under the limit, nothing buffered.
+        if (
+            not self._buf
+            and not self._dead
+            and data.endswith(b"\n")
+            and len(data) <= self.max_frame
+            and data.isascii()
+            and b"\r" not in data
+        ):
+            return (prefix + data).replace(b"\n", b"\n" + prefix)[: -len(prefix) or None], (
+                data.count(b"\n")
+            )
+        return self._prefix_frames_general(data, prefix)
+
+    def _prefix_frames_general(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
+        if self._buf:
+            data = self._buf + data
+        end = data.rfind(b"\n") + 1
+        if end == len(data):
+            head, rest = data, b""
+        else:
+            head, rest = data[:end], data[end:]
+        # Frames with "\r", frames that may be too long, or bytes that may not be
+        # UTF-8 take the general path, which has an answer for each.
+        if (
+            not end
+            or self._dead
+            or len(head) > self.max_frame + 1
+            or len(rest) > self.max_frame + 1
+            or b"\r" in head
+        ):
+            return None
+        if not head.isascii():
+            try:
+                head.decode()
+            except UnicodeDecodeError:
+                return None
+        self._buf = rest
+        return prefix + head[:-1].replace(b"\n", b"\n" + prefix) + b"\n", head.count(b"\n")
 
     def _slow(self, head: bytes, rest: bytes) -> list[Frame]:
         """Frame by frame: some frame is invalid UTF-8 or over the limit."""
@@ -206,6 +257,9 @@ class LengthCodec:
             del buf[:pos]
         return out
 
+    def prefix_frames(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
+        return None
+
     def encode(self, replies: list[str]) -> bytes:
         pack = LENGTH_HEADER.pack
         chunks = []
@@ -252,6 +306,9 @@ class RawCodec:
             self.clean = False
             return [INVALID_UTF8]
         return [text] if text else []
+
+    def prefix_frames(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
+        return None
 
     def encode(self, replies: list[str]) -> bytes:
         return "".join(replies).encode()

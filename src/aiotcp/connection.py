@@ -45,6 +45,7 @@ class Connection(asyncio.Protocol):
         "_codec",
         "_handle",
         "_batch",
+        "_prefix",
         "_mode",
         "_stats",
         "last_message",
@@ -57,6 +58,7 @@ class Connection(asyncio.Protocol):
         "_ip",
         "_state",
         "messages",
+        "acked",
         "bytes_in",
         "bytes_out",
         "close_reason",
@@ -69,6 +71,7 @@ class Connection(asyncio.Protocol):
         self._codec: Codec = server.new_codec()
         self._handle = server.handler
         self._batch = server.batch
+        self._prefix = server.reply_prefix
         self._mode = server.mode
         self._stats = server.stats
         # Coarse clock readings shared with the server: no float is made per connection.
@@ -81,7 +84,8 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self._ip: str | None = None
         self._state: dict[str, Any] | None = None
-        self.messages = 0
+        self.messages = 0  # frames received that were messages (not frame errors)
+        self.acked = 0  # messages the handler finished with (replied or not)
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_reason = "closed"
@@ -127,14 +131,24 @@ class Connection(asyncio.Protocol):
             return
         self.bytes_in += len(data)
         codec = self._codec
+        prefix = self._prefix
+        if prefix is not None:
+            done = codec.prefix_frames(data, prefix)
+            if done is not None:
+                out, n = done
+                if n:
+                    self.messages += n
+                    self.acked += n
+                    self.last_message = self._server.clock
+                    self.bytes_out += len(out)
+                    self._transport.write(out)
+                return
         frames = codec.feed(data)
         if not frames:
             return
         n = len(frames)
         self.messages += n
         self.last_message = self._server.clock
-        stats = self._stats
-        stats.messages_received += n
         if codec.clean and self._mode == MODE_INLINE and self._queue is None:
             batch = self._batch
             try:
@@ -144,7 +158,7 @@ class Connection(asyncio.Protocol):
                     replies = self._run_inline(frames)  # type: ignore[arg-type]
             except Exception:
                 replies = self._run_inline(frames)  # type: ignore[arg-type]
-            stats.messages_acked += n
+            self.acked += n
             if replies:
                 out = codec.encode(replies)
                 self.bytes_out += len(out)
@@ -219,11 +233,10 @@ class Connection(asyncio.Protocol):
         for f in frames:
             if type(f) is str:
                 replies.extend(self._run_inline([f]))
-                self._stats.messages_acked += 1
+                self.acked += 1
             else:
                 assert isinstance(f, FrameError)
-                self._stats.messages_received -= 1  # it was counted, but it is no message
-                self.messages -= 1
+                self.messages -= 1  # it was counted, but it is no message
                 self._stats.error(f.code)
                 replies.append(self._codec.error_reply(f.code, f.text))
                 if f.fatal:
@@ -253,12 +266,11 @@ class Connection(asyncio.Protocol):
                 f = queue.popleft()
                 if type(f) is str:
                     r = await server.call_handler(self, f)
-                    self._stats.messages_acked += 1
+                    self.acked += 1
                     if r is not None:
                         pending.append(r)
                 else:
                     assert isinstance(f, FrameError)
-                    self._stats.messages_received -= 1
                     self.messages -= 1
                     self._stats.error(f.code)
                     pending.append(codec.error_reply(f.code, f.text))

@@ -60,12 +60,15 @@ class Server:
     def __init__(self, handler: Any, config: Config, stats: Stats | None = None) -> None:
         self.config = config.validate()
         self.stats = stats if stats is not None else Stats()
-        self.stats.live_bytes = self.live_bytes
+        self.stats.live = self.live_totals
         self.handler = handler
         self.streams = config.api == "streams"
         queued = apps.is_async(handler) or apps.is_blocking(handler)
         self.mode = MODE_QUEUED if queued else MODE_INLINE
         self.batch = None if queued else getattr(handler, "batch", None)
+        # A handler whose reply is always prefix + message is answered on bytes.
+        prefix = None if queued else getattr(handler, "reply_prefix", None)
+        self.reply_prefix = prefix.encode() if isinstance(prefix, str) else None
         self.blocking = apps.is_blocking(handler)
         self.clock = 0.0
         self.shutting_down = False
@@ -119,10 +122,13 @@ class Server:
             reuse_port=self.config.reuse_port or None,
         )
         self._listeners.append(listener)
+        # The address is always announced, whatever the level: scripts and tests that
+        # bind port 0 read it (like uvicorn's "running on" line).
+        level = max(logging.INFO, log.getEffectiveLevel())
         for sock in listener.sockets:
             host, port = sock.getsockname()[:2]
             self.addresses.append((host, port))
-            log.info("aiotcp listening on %s:%d", host, port)
+            log.log(level, "aiotcp listening on %s:%d", host, port)
         self._sweeper = self._tg.create_task(self._sweep())
 
     def _connection_factory(self) -> Connection:
@@ -228,6 +234,8 @@ class Server:
         if not self.registry:
             self._drained.set()
         stats = self.stats
+        stats.messages_received += conn.messages
+        stats.messages_acked += conn.acked
         stats.bytes_received += conn.bytes_in
         stats.bytes_sent += conn.bytes_out
         if self.config.access_log and access_log.isEnabledFor(logging.INFO):
@@ -250,11 +258,17 @@ class Server:
                 },
             )
 
-    def live_bytes(self) -> tuple[int, int]:
-        """Bytes in and out of the connections still open (closed ones are in stats)."""
+    def live_totals(self) -> tuple[int, int, int, int]:
+        """Messages received, acked, bytes in, out of the open connections.
+
+        Closed connections are already folded into ``stats``.
+        """
+        conns = list(self.registry)
         return (
-            sum(c.bytes_in for c in self.registry),
-            sum(c.bytes_out for c in self.registry),
+            sum(c.messages for c in conns),
+            sum(c.acked for c in conns),
+            sum(c.bytes_in for c in conns),
+            sum(c.bytes_out for c in conns),
         )
 
     # ---- tasks and handlers ------------------------------------------------------

@@ -26,7 +26,8 @@ class StreamsConnection(asyncio.StreamReaderProtocol):
         self.last_message = server.clock
         self.opened = server.clock
         self.paused_since: float | None = None
-        self.messages = 0
+        self.messages = 0  # streams apps frame for themselves: not counted here
+        self.acked = 0
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_reason = "closed"

@@ -59,7 +59,7 @@ class Stats:
         "loop_lag_seconds",
         "loop_stalls",
         "ack_latency",
-        "live_bytes",
+        "live",
     )
 
     def __init__(self) -> None:
@@ -74,14 +74,20 @@ class Stats:
         self.loop_lag_seconds = 0.0
         self.loop_stalls = 0
         self.ack_latency = LatencyHistogram()
-        # bytes_received/bytes_sent count closed connections; the server sets this to
-        # report the bytes of the open ones, so the hot path bumps only its own counters.
-        self.live_bytes: Callable[[], tuple[int, int]] | None = None
+        # messages_* and bytes_* count closed connections; the server sets ``live`` to
+        # report (messages received, acked, bytes in, out) of the open ones, so the hot
+        # path bumps only its own connection's counters.
+        self.live: Callable[[], tuple[int, int, int, int]] | None = None
 
-    def bytes_totals(self) -> tuple[int, int]:
-        """Bytes received and sent over every connection, open or closed."""
-        live_in, live_out = self.live_bytes() if self.live_bytes is not None else (0, 0)
-        return self.bytes_received + live_in, self.bytes_sent + live_out
+    def totals(self) -> tuple[int, int, int, int]:
+        """Messages received, acked, bytes received, sent: over every connection."""
+        m_in, m_acked, b_in, b_out = self.live() if self.live is not None else (0, 0, 0, 0)
+        return (
+            self.messages_received + m_in,
+            self.messages_acked + m_acked,
+            self.bytes_received + b_in,
+            self.bytes_sent + b_out,
+        )
 
     def refused(self, reason: str) -> None:
         self.connections_refused[reason] = self.connections_refused.get(reason, 0) + 1
@@ -90,14 +96,14 @@ class Stats:
         self.errors[code] = self.errors.get(code, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
-        """A JSON-able copy of every counter (bytes include open connections)."""
-        bytes_in, bytes_out = self.bytes_totals()
+        """A JSON-able copy of every counter (totals include open connections)."""
+        messages_in, messages_acked, bytes_in, bytes_out = self.totals()
         return {
             "connections": self.connections,
             "connections_accepted": self.connections_accepted,
             "connections_refused": dict(self.connections_refused),
-            "messages_received": self.messages_received,
-            "messages_acked": self.messages_acked,
+            "messages_received": messages_in,
+            "messages_acked": messages_acked,
             "bytes_received": bytes_in,
             "bytes_sent": bytes_out,
             "errors": dict(self.errors),
