@@ -1,0 +1,124 @@
+"""A client that floods without reading: bounded server memory, others still served, dropped.
+
+The server pauses reading from a client whose replies pile up, so the flood may never all be
+written: the sender writes until it has sent FLOOD_BYTES, the server drops it, or (with a
+long write timeout) its writes have been blocked for STALLED seconds in a row.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from robust_support import ACK, LineClient, served
+
+pytest_plugins = ["robust_support"]  # fixtures: loop, spawn_server
+
+FLOOD_BYTES = 300 * 1024 * 1024
+RSS_GROWTH_LIMIT_KIB = 64 * 1024
+P99_LIMIT = 0.200
+MIN_ROUND_TRIPS = 200
+STALLED = 1.5
+LINE = b"x" * 63 + b"\n"
+CHUNK = LINE * (1024 * 1024 // len(LINE))
+
+
+class Flooder(threading.Thread):
+    """Writes lines without ever reading; records when it blocked and when it was dropped."""
+
+    def __init__(self, port: int, deadline: float, stall_limit: float | None) -> None:
+        super().__init__(daemon=True)
+        self.stall_limit = stall_limit
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.settimeout(0.1)
+        self.deadline = deadline
+        self.sent = 0
+        self.started_at = 0.0
+        self.dropped_at: float | None = None
+        self.blocked_since: float | None = None
+        self.stalled = False
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        view = memoryview(CHUNK)
+        self.started_at = time.monotonic()
+        off = 0
+        try:
+            while self.sent < FLOOD_BYTES and time.monotonic() < self.deadline:
+                try:
+                    n = self.sock.send(view[off:])
+                except TimeoutError:
+                    now = time.monotonic()
+                    if self.blocked_since is None:
+                        self.blocked_since = now
+                    elif self.stall_limit and now - self.blocked_since >= self.stall_limit:
+                        self.stalled = True
+                        return
+                    continue
+                except OSError:  # EPIPE / ECONNRESET: the server dropped us
+                    self.dropped_at = time.monotonic()
+                    return
+                self.blocked_since = None
+                self.sent += n
+                off = (off + n) % len(CHUNK)
+        finally:
+            self.done.set()
+
+
+@pytest.mark.parametrize("write_timeout", [2.0, 60.0])
+def test_non_reader_is_paused_not_buffered(
+    loop: str, write_timeout: float, spawn_server: Any
+) -> None:
+    server = spawn_server(loop, ["--write-timeout", str(write_timeout)])
+    probe = LineClient(server.port)
+    for i in range(50):  # warm up before the baseline
+        assert probe.ask(f"warm{i}") == f"{ACK}warm{i}"
+    baseline = server.rss_kib()
+    peak = [baseline]
+    sampling = threading.Event()
+
+    def sample_rss() -> None:
+        while not sampling.wait(0.02):
+            peak[0] = max(peak[0], server.rss_kib())
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
+    dropping = write_timeout < 10
+    flooder = Flooder(
+        server.port, deadline=time.monotonic() + 20, stall_limit=None if dropping else STALLED
+    )
+    flooder.start()
+    rtts: list[float] = []
+    try:
+        while not flooder.done.is_set():
+            t = time.perf_counter()
+            reply = probe.ask(f"probe{len(rtts)}")
+            rtts.append(time.perf_counter() - t)
+            assert reply == f"{ACK}probe{len(rtts) - 1}"
+            time.sleep(0.002)  # pacing: spread the probes over the whole flood
+        flooder.join(5)
+    finally:
+        sampling.set()
+        sampler.join(5)
+        flooder.sock.close()
+    growth = peak[0] - baseline
+    assert growth <= RSS_GROWTH_LIMIT_KIB, f"RSS grew {growth} KiB (baseline {baseline} KiB)"
+    assert flooder.sent < FLOOD_BYTES, "the server never pushed back"
+    if dropping:
+        assert flooder.dropped_at is not None, "the non-reader was never disconnected"
+        # Dropped for not reading: its writes had been blocking when the server let go.
+        assert flooder.blocked_since is not None
+    else:
+        assert flooder.stalled and flooder.dropped_at is None
+    assert len(rtts) >= MIN_ROUND_TRIPS, len(rtts)
+    rtts.sort()
+    p99 = rtts[int(len(rtts) * 0.99) - 1]
+    assert p99 < P99_LIMIT, f"p99 round trip {p99 * 1000:.1f} ms over {len(rtts)} round trips"
+    probe.close()
+    assert served(server.port)
+    assert server.stop() == 0
+    assert "Traceback" not in server.log, server.log
