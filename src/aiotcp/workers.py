@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from aiotcp.config import Config
+from aiotcp.observe.logs import ENV_WORKER_INDEX
 from aiotcp.observe.snapshots import ENV_DIR, ENV_SERIAL, SnapshotAggregator
 
 log = logging.getLogger("aiotcp.workers")
@@ -169,9 +170,19 @@ class Supervisor:
         self._stats_dir = tempfile.mkdtemp(prefix="aiotcp-workers-")
         self._aggregator = SnapshotAggregator(self._stats_dir)
         loop = asyncio.get_running_loop()
+        metrics = None
+        if self.config.metrics_port:
+            try:  # before any worker exists, so a taken port fails fast and clean
+                metrics = await self._start_metrics()
+            except OSError as e:
+                log.error("cannot serve metrics on %s:%d: %s", self.config.metrics_host,
+                          self.config.metrics_port, e.strerror or e)
+                for sock in reserved:
+                    sock.close()
+                shutil.rmtree(self._stats_dir, ignore_errors=True)
+                return 1
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.on_signal, sig)
-        metrics = None
         try:
             for slot in self.slots:
                 await self._spawn(slot)
@@ -187,8 +198,6 @@ class Supervisor:
                 log.info("aiotcp listening on %s:%d", host, port)
             log.info("%d workers serving: pids %s", len(self.slots),
                      " ".join(str(s.proc.pid) for s in self.slots if s.proc))
-            if self.config.metrics_port:
-                metrics = await self._start_metrics()
             while self._live() or not self.stopping:
                 self._wake.clear()
                 await self._wake.wait()
@@ -234,7 +243,7 @@ class Supervisor:
         env = dict(os.environ)
         env[ENV_DIR] = self._stats_dir
         env[ENV_SERIAL] = str(slot.serial)
-        env["AIOTCP_WORKER_INDEX"] = str(slot.index)
+        env[ENV_WORKER_INDEX] = str(slot.index)
         # Make the child import this very aiotcp, installed or not (src/ layout, tests).
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(

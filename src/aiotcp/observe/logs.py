@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import IO, Any
@@ -29,6 +30,24 @@ _STANDARD_ATTRS = frozenset(
 # Marks the handler configure_logging installed, so a second call replaces it instead of
 # adding a duplicate (tests and embedders call it more than once).
 _HANDLER_MARK = "_aiotcp_handler"
+
+# Set by the worker supervisor in each worker's environment; tags every record so the
+# interleaved stderr of N workers can be told apart.
+ENV_WORKER_INDEX = "AIOTCP_WORKER_INDEX"
+
+
+class _WorkerTag(logging.Filter):
+    """Adds ``worker`` (index) and ``pid`` to every record of a supervised worker."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+        self.pid = os.getpid()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        record.pid = self.pid
+        return True
 
 
 def _iso_time(created: float) -> str:
@@ -62,10 +81,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``2024-05-01T12:00:00.123Z INFO aiotcp.server: message`` (UTC, like the JSON)."""
+    """``2024-05-01T12:00:00.123Z INFO aiotcp.server: message`` (UTC, like the JSON).
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    In a worker: ``... INFO aiotcp [worker 1 pid 4242]: message``.
+    """
+
+    def __init__(self, worker: bool = False) -> None:
+        tag = " [worker %(worker)s pid %(pid)s]" if worker else ""
+        super().__init__(f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _iso_time(record.created)
@@ -80,16 +103,18 @@ def configure_logging(
     """Send all logging to ``stream`` (default stderr) in ``fmt`` ("text" or "json").
 
     ``level`` is a logging level name (case-insensitive). ``access_log=False`` silences
-    ``aiotcp.access`` only. Calling it again replaces the previous aiotcp handler.
+    ``aiotcp.access`` only. In a supervised worker every record also carries ``worker``
+    and ``pid``. Calling it again replaces the previous aiotcp handler.
     Raises ValueError for an unknown level or format.
     """
     numeric = logging.getLevelNamesMapping().get(level.upper())
     if numeric is None:
         raise ValueError(f"unknown log level {level!r}")
+    worker = os.environ.get(ENV_WORKER_INDEX, "")
     if fmt == "json":
         formatter: logging.Formatter = JsonFormatter()
     elif fmt == "text":
-        formatter = TextFormatter()
+        formatter = TextFormatter(worker=worker.isdigit())
     else:
         raise ValueError(f"unknown log format {fmt!r} (text or json)")
     root = logging.getLogger()
@@ -97,6 +122,8 @@ def configure_logging(
         root.removeHandler(old)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
+    if worker.isdigit():
+        handler.addFilter(_WorkerTag(int(worker)))
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(numeric)
