@@ -68,6 +68,19 @@ def test_access_log_fields_and_off_switch(captured: io.StringIO) -> None:
     assert captured.getvalue() == before
 
 
+def test_worker_records_carry_worker_index_and_pid(
+    captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(logs.ENV_WORKER_INDEX, "1")
+    logs.configure_logging("info", "json", stream=captured)
+    logging.getLogger("aiotcp").info("up")
+    record = json.loads(captured.getvalue())
+    assert (record["worker"], record["pid"]) == (1, os.getpid())
+    logs.configure_logging("info", "text", stream=captured)
+    logging.getLogger("aiotcp").info("up")
+    assert f"aiotcp [worker 1 pid {os.getpid()}]: up" in captured.getvalue()
+
+
 def test_text_format_and_bad_settings(captured: io.StringIO) -> None:
     logs.configure_logging("warning", "text", stream=captured)
     logging.getLogger("aiotcp").warning("careful")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,10 +155,21 @@ def test_metrics_sum_every_worker_exactly() -> None:
         assert got['aiotcp_errors_total{code="internal"}'] == 0
 
 
-def test_a_worker_that_cannot_boot_fails_the_supervisor() -> None:
-    import subprocess
-    import sys
+def test_a_taken_metrics_port_fails_the_supervisor_before_any_worker() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = subprocess.run(
+            [sys.executable, "-m", "aiotcp", "serve", "--port", "0", "--workers", "2",
+             "--metrics-port", str(taken.getsockname()[1])],
+            check=False, capture_output=True, text=True, timeout=30,
+        )
+    assert r.returncode == 1
+    assert "cannot serve metrics" in r.stderr
+    assert "listening on" not in r.stderr  # no worker was started
 
+
+def test_a_worker_that_cannot_boot_fails_the_supervisor() -> None:
     r = subprocess.run(
         [sys.executable, "-m", "aiotcp", "serve", "--port", "0", "--workers", "2",
          "--app", "no_such_module_here:app"],
