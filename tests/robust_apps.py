@@ -1,12 +1,14 @@
 """Handlers for the fault suite, served with ``--app robust_apps:NAME`` (tests/ on PYTHONPATH).
 
 ``slow``: async. ``sleep:S`` sleeps S seconds then acks; ``boom`` raises; anything else
-is acked at once. ``sync_boom``: the same ``boom`` behaviour for an inline sync handler.
+is acked at once; each sleep is announced on stderr as ``robust_apps: sleeping for
+sleep:S``. ``sync_boom``: the same ``boom`` behaviour for an inline sync handler.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 ACK = "已收到: "
@@ -18,6 +20,8 @@ class RobustAppError(RuntimeError):
 
 async def slow(message: str, conn: Any) -> str:
     if message.startswith("sleep:"):
+        # Tests wait for this line to know the handler is busy (the log is the server's stderr).
+        print(f"robust_apps: sleeping for {message}", file=sys.stderr, flush=True)
         await asyncio.sleep(float(message.split(":", 1)[1]))
     elif message == "boom":
         raise RobustAppError("boom on purpose")
