@@ -24,7 +24,7 @@ from aiotcp.observe.prometheus import exposition, make_registry
 from aiotcp.observe.snapshots import SnapshotAggregator, SnapshotMirror, snapshot_path
 from aiotcp.observe.stats import Stats
 from aiotcp.observe.watchdog import start_watchdog
-from aiotcp.workers import reserve_port
+from aiotcp.workers import RESTART_BACKOFF_MAX, STABLE_AFTER, reserve_port, restart_backoff
 
 # ---- logs --------------------------------------------------------------------------
 
@@ -296,3 +296,13 @@ def test_reserved_port_is_shared_by_listeners_but_accepts_nothing_itself() -> No
     finally:
         for sock in reserved:
             sock.close()
+
+
+def test_restart_backoff_doubles_on_quick_failures_and_resets_after_a_stable_run() -> None:
+    failures, delays = 0, []
+    for _ in range(12):
+        failures, delay = restart_backoff(failures, uptime=0.5)
+        delays.append(delay)
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.8]
+    assert delays[-1] == RESTART_BACKOFF_MAX
+    assert restart_backoff(failures, uptime=STABLE_AFTER) == (1, 0.1)

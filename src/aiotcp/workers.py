@@ -97,6 +97,16 @@ def reserve_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
     raise OSError(f"could not find one free port on every address of {host!r}")
 
 
+def restart_backoff(failures: int, uptime: float) -> tuple[int, float]:
+    """(quick failures so far, seconds to wait) after a worker died after ``uptime`` s.
+
+    A worker that stayed up ``STABLE_AFTER`` seconds resets the count, so one crash of a
+    healthy worker restarts it after ``RESTART_BACKOFF_INITIAL``.
+    """
+    failures = 1 if uptime >= STABLE_AFTER else failures + 1
+    return failures, min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_INITIAL * 2 ** (failures - 1))
+
+
 def worker_config(config: Config, port: int) -> Config:
     """The Config a worker runs: the shared port, reuse_port, no metrics of its own."""
     return config.replace(port=port, workers="1", reuse_port=True, metrics_port=0)
@@ -278,8 +288,7 @@ class Supervisor:
             # _boot() reports it and the supervisor exits instead of crash-looping.
             return
         uptime = time.monotonic() - slot.started_at
-        slot.failures = 1 if uptime >= STABLE_AFTER else slot.failures + 1
-        delay = min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_INITIAL * 2 ** (slot.failures - 1))
+        slot.failures, delay = restart_backoff(slot.failures, uptime)
         log.warning("worker %d (pid %d) exited with code %d after %.1fs; restarting in %.1fs",
                     slot.index, proc.pid, code, uptime, delay)
         await asyncio.sleep(delay)
