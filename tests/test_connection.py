@@ -6,7 +6,6 @@ from typing import Any
 
 from aiotcp.apps import Ack
 from aiotcp.config import Config
-from aiotcp.connection import Connection
 from aiotcp.server import Server
 
 
@@ -49,7 +48,7 @@ class FakeTransport:
 
 def connect(handler: Any = None, **settings: Any) -> tuple[Connection, FakeTransport]:
     server = Server(handler if handler is not None else Ack(), Config(**settings))
-    conn = Connection(server)
+    conn = server.connection_class()
     transport = FakeTransport()
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn, transport
@@ -114,7 +113,7 @@ def test_flow_control_pauses_high_and_resumes_low_idempotently() -> None:
 
 def test_connection_over_the_cap_is_refused_busy() -> None:
     server = Server(Ack(), Config(max_connections=1))
-    first, second = Connection(server), Connection(server)
+    first, second = server.connection_class(), server.connection_class()
     t1, t2 = FakeTransport(), FakeTransport()
     first.connection_made(t1)  # type: ignore[arg-type]
     second.connection_made(t2)  # type: ignore[arg-type]

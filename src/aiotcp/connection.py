@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiotcp.codecs import Codec, Frame, FrameError
 
 if TYPE_CHECKING:
+    from aiotcp.observe.stats import Stats
     from aiotcp.server import Server
 
 # Output buffer marks, per connection. Above HIGH the client is not keeping up: stop
@@ -39,15 +40,12 @@ class Connection(asyncio.Protocol):
     ``close()``.
     """
 
+    # Per-connection state only: memory per idle connection is a product figure. What
+    # is the same for every connection of a server is a class attribute of the subclass
+    # that connection_type() makes for that server.
     __slots__ = (
-        "_server",
         "_transport",
         "_codec",
-        "_handle",
-        "_batch",
-        "_prefix",
-        "_mode",
-        "_stats",
         "last_message",
         "opened",
         "paused_since",
@@ -57,26 +55,28 @@ class Connection(asyncio.Protocol):
         "_eof",
         "_ip",
         "_state",
+        "slot",
         "messages",
         "acked",
         "bytes_in",
         "bytes_out",
         "close_reason",
-        "__weakref__",
     )
 
-    def __init__(self, server: Server) -> None:
-        self._server = server
+    _server: Server
+    _handle: Any
+    _batch: Any
+    _prefix: bytes | None
+    _mode: int
+    _stats: Stats
+
+    def __init__(self) -> None:
         self._transport: Any = None
-        self._codec: Codec = server.new_codec()
-        self._handle = server.handler
-        self._batch = server.batch
-        self._prefix = server.reply_prefix
-        self._mode = server.mode
-        self._stats = server.stats
-        # Coarse clock readings shared with the server: no float is made per connection.
-        self.last_message: float = server.clock
-        self.opened: float = server.clock
+        # Made on the first read: a connection that only holds costs no codec.
+        self._codec: Codec | None = None
+        # A coarse clock reading shared with the server: no float is made per read.
+        self.last_message: float = self._server.clock
+        self.opened: float = 0.0
         self.paused_since: float | None = None
         self._queue: deque[Frame] | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -84,6 +84,7 @@ class Connection(asyncio.Protocol):
         self._eof = False
         self._ip: str | None = None
         self._state: dict[str, Any] | None = None
+        self.slot = -1  # index in the server's registry while registered
         self.messages = 0  # frames received that were messages (not frame errors)
         self.acked = 0  # messages the handler finished with (replied or not)
         self.bytes_in = 0
@@ -131,6 +132,8 @@ class Connection(asyncio.Protocol):
             return
         self.bytes_in += len(data)
         codec = self._codec
+        if codec is None:
+            codec = self._codec = self._server.new_codec()
         prefix = self._prefix
         if prefix is not None:
             done = codec.prefix_frames(data, prefix)
@@ -210,14 +213,22 @@ class Connection(asyncio.Protocol):
                 out.append(r)
         return out
 
+    @property
+    def codec(self) -> Codec:
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._server.new_codec()
+        return codec
+
     def _internal_error(self, exc: BaseException) -> str:
         self._server.handler_failed(exc)
         self._stats.error("internal")
-        return self._codec.error_reply("internal", "handler failed")
+        return self.codec.error_reply("internal", "handler failed")
 
     def _encode_error(self, code: str, text: str) -> bytes:
         self._stats.error(code)
-        return self._codec.encode([self._codec.error_reply(code, text)])
+        codec = self.codec
+        return codec.encode([codec.error_reply(code, text)])
 
     def _slow(self, frames: list[Frame]) -> None:
         """Frames with errors, or a queued (async/blocking) handler."""
@@ -238,12 +249,12 @@ class Connection(asyncio.Protocol):
                 assert isinstance(f, FrameError)
                 self.messages -= 1  # it was counted, but it is no message
                 self._stats.error(f.code)
-                replies.append(self._codec.error_reply(f.code, f.text))
+                replies.append(self.codec.error_reply(f.code, f.text))
                 if f.fatal:
                     fatal = f
                     break
         if replies:
-            out = self._codec.encode(replies)
+            out = self.codec.encode(replies)
             self.bytes_out += len(out)
             self._transport.write(out)
         if fatal is not None:
@@ -254,7 +265,7 @@ class Connection(asyncio.Protocol):
     async def _work(self) -> None:
         """Run queued messages through an async or blocking handler, in order."""
         server = self._server
-        codec = self._codec
+        codec = self.codec
         queue = self._queue
         assert queue is not None
         loop = asyncio.get_running_loop()
@@ -290,7 +301,7 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
     def _write_replies(self, replies: list[str]) -> None:
-        out = self._codec.encode(replies)
+        out = self.codec.encode(replies)
         self.bytes_out += len(out)
         if not self._transport.is_closing():
             self._transport.write(out)
@@ -342,3 +353,18 @@ class Connection(asyncio.Protocol):
     def busy(self) -> bool:
         """True while an async/blocking handler is still working on this connection."""
         return self._worker is not None
+
+
+def connection_type(server: Server) -> type[Connection]:
+    """A Connection subclass whose class attributes are ``server``'s per-server constants."""
+    attrs = {
+        "__slots__": (),
+        "_server": server,
+        # staticmethod: a plain function must not become a method of the connection.
+        "_handle": staticmethod(server.handler),
+        "_batch": staticmethod(server.batch) if server.batch is not None else None,
+        "_prefix": server.reply_prefix,
+        "_mode": server.mode,
+        "_stats": server.stats,
+    }
+    return type("Connection", (Connection,), attrs)

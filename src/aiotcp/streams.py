@@ -32,6 +32,7 @@ class StreamsConnection(asyncio.StreamReaderProtocol):
         self.bytes_out = 0
         self.close_reason = "closed"
         self.ip: str | None = None
+        self.slot = -1
         self._transport_ref: Any = None
         self._task: asyncio.Task[None] | None = None
         self._done = False
