@@ -92,3 +92,15 @@ def test_server_raises_its_soft_fd_limit_to_the_hard_limit() -> None:
         limits = open(f"/proc/{server.proc.pid}/limits").read()
         line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
         assert int(line.split()[3]) == hard
+
+
+def test_metrics_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "aiotcp", "serve", "--port", "0",
+                            "--metrics-port", str(taken)],
+                           capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "cannot serve metrics" in r.stderr and "Traceback" not in r.stderr

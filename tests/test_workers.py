@@ -147,11 +147,9 @@ def test_metrics_sum_every_worker_exactly() -> None:
             got = until(settled, what="exact totals on /metrics")
         except AssertionError:
             pytest.fail(f"/metrics never matched {want}: last scrape {scrape(metrics_port)}")
-        # The histogram is summed like the counters; the server core does not observe
-        # ack latency yet (reported to the lead), so only check it once it is fed.
-        if got["aiotcp_ack_latency_seconds_count"]:
-            assert got["aiotcp_ack_latency_seconds_count"] == clients * per_client
-            assert got['aiotcp_ack_latency_seconds_bucket{le="+Inf"}'] == clients * per_client
+        # The histogram is summed like the counters: one observation per acked message.
+        assert got["aiotcp_ack_latency_seconds_count"] == clients * per_client
+        assert got['aiotcp_ack_latency_seconds_bucket{le="+Inf"}'] == clients * per_client
         assert got['aiotcp_errors_total{code="internal"}'] == 0
 
 

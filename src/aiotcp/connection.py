@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from aiotcp.codecs import Codec, Frame, FrameError
@@ -69,6 +70,7 @@ class Connection(asyncio.Protocol):
     _prefix: bytes | None
     _mode: int
     _stats: Stats
+    _timed: bool
 
     def __init__(self) -> None:
         self._transport: Any = None
@@ -130,6 +132,21 @@ class Connection(asyncio.Protocol):
         """Frame, handle and reply. Never raises: every failure becomes an ERR reply."""
         if self._closing:
             return
+        if self._timed:
+            self._timed_data_received(data)
+            return
+        self._data_received(data)
+
+    def _timed_data_received(self, data: bytes) -> None:
+        """The same, recording how long the replies of this read took (metrics on)."""
+        started = perf_counter()
+        acked = self.acked
+        self._data_received(data)
+        n = self.acked - acked
+        if n:
+            self._stats.ack_latency.observe(perf_counter() - started, n)
+
+    def _data_received(self, data: bytes) -> None:
         self.bytes_in += len(data)
         codec = self._codec
         if codec is None:
@@ -366,5 +383,6 @@ def connection_type(server: Server) -> type[Connection]:
         "_prefix": server.reply_prefix,
         "_mode": server.mode,
         "_stats": server.stats,
+        "_timed": server.timed,
     }
     return type("Connection", (Connection,), attrs)

@@ -30,7 +30,7 @@ def configure_logging(config: Config) -> None:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
         return
-    configure(config.log_level, config.log_format)
+    configure(config.log_level, config.log_format, access_log=config.access_log)
 
 
 def raise_nofile_limit() -> int:
@@ -86,7 +86,10 @@ async def serve_async(config: Config, handler: Any) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_shutdown)
     try:
-        observers = await start_observers(config, server)
+        try:
+            observers = await start_observers(config, server)
+        except OSError:
+            return 1  # already logged (e.g. the metrics port is taken); the drain follows
         log.info(
             "serving app %r (%s framing) on %s", config.app, config.framing, type(loop).__module__
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import time
 import traceback
 from collections.abc import Coroutine
@@ -22,11 +23,12 @@ from aiotcp import apps
 from aiotcp.codecs import Codec, make_codec
 from aiotcp.config import Config
 from aiotcp.connection import MODE_INLINE, MODE_QUEUED, Connection, connection_type
+from aiotcp.observe.logs import log_access
+from aiotcp.observe.snapshots import ENV_DIR as WORKER_STATS_ENV
 from aiotcp.observe.stats import Stats
 from aiotcp.streams import StreamsConnection
 
 log = logging.getLogger("aiotcp")
-access_log = logging.getLogger("aiotcp.access")
 
 # Deadlines are checked by one sweep over the registry, SWEEP_DIVISIONS times per the
 # shortest timeout, so a deadline fires at most 1/SWEEP_DIVISIONS late and ten thousand
@@ -72,6 +74,9 @@ class Server:
         # A handler whose reply is always prefix + message is answered on bytes.
         prefix = None if queued else getattr(handler, "reply_prefix", None)
         self.reply_prefix = prefix.encode() if isinstance(prefix, str) else None
+        # Ack latency is measured only where it is exported (two clock reads per read):
+        # with a metrics port, or in a worker whose supervisor exports it.
+        self.timed = config.metrics_port > 0 or WORKER_STATS_ENV in os.environ
         self.blocking = apps.is_blocking(handler)
         self.clock = 0.0
         self.shutting_down = False
@@ -256,24 +261,14 @@ class Server:
         stats.messages_acked += conn.acked
         stats.bytes_received += conn.bytes_in
         stats.bytes_sent += conn.bytes_out
-        if self.config.access_log and access_log.isEnabledFor(logging.INFO):
-            duration = time.monotonic() - conn.opened
-            access_log.info(
-                "%s closed after %.3fs: %d message(s), %d bytes in, %d bytes out (%s)",
+        if self.config.access_log:
+            log_access(
                 conn.peer,
-                duration,
+                time.monotonic() - conn.opened,
                 conn.messages,
                 conn.bytes_in,
                 conn.bytes_out,
                 conn.close_reason,
-                extra={
-                    "peer": str(conn.peer),
-                    "duration": round(duration, 6),
-                    "messages": conn.messages,
-                    "bytes_in": conn.bytes_in,
-                    "bytes_out": conn.bytes_out,
-                    "reason": conn.close_reason,
-                },
             )
 
     def live_totals(self) -> tuple[int, int, int, int]:
@@ -309,6 +304,7 @@ class Server:
         (but for cancellation of the connection's worker).
         """
         timeout = self.config.handler_timeout or None
+        started = time.perf_counter() if self.timed else 0.0
         try:
             async with asyncio.timeout(timeout):
                 if self.blocking:
@@ -321,6 +317,8 @@ class Server:
             return conn.codec.error_reply("timeout", f"handler took over {timeout}s")
         except Exception as e:
             return conn._internal_error(e)
+        if self.timed:
+            self.stats.ack_latency.observe(time.perf_counter() - started)
         return reply  # type: ignore[no-any-return]
 
     def handler_failed(self, exc: BaseException) -> None:
