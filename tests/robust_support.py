@@ -1,5 +1,8 @@
 """Fault-suite support: run ``aiotcp serve`` as a real process and talk to it over loopback.
 
+Test modules import ``loop_fixture`` and ``spawn_server_fixture`` to get the fixtures
+``loop`` (each test runs on asyncio and on uvloop) and ``spawn_server``.
+
 The server's stderr is read by a thread into a list of lines, so a test can wait for a
 log line with a deadline (never sleep and hope) and read the whole log after exit.
 """
@@ -162,14 +165,14 @@ class ServerProcess:
 LOOPS = ["asyncio", "uvloop"]
 
 
-@pytest.fixture(params=LOOPS)
-def loop(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(name="loop", params=LOOPS)
+def loop_fixture(request: pytest.FixtureRequest) -> str:
     """Every server test that takes this fixture runs once on each event loop."""
     return str(request.param)
 
 
-@pytest.fixture
-def spawn_server() -> Iterator[Callable[..., ServerProcess]]:
+@pytest.fixture(name="spawn_server")
+def spawn_server_fixture() -> Iterator[Callable[..., ServerProcess]]:
     """A factory of server processes; every one it started is killed at teardown."""
     servers: list[ServerProcess] = []
 

@@ -14,9 +14,13 @@ from typing import Any
 
 import pytest
 
-from robust_support import ACK, LineClient, served
-
-pytest_plugins = ["robust_support"]  # fixtures: loop, spawn_server
+from robust_support import (  # noqa: F401 (the *_fixture names register fixtures)
+    ACK,
+    LineClient,
+    loop_fixture,
+    served,
+    spawn_server_fixture,
+)
 
 FLOOD_BYTES = 300 * 1024 * 1024
 RSS_GROWTH_LIMIT_KIB = 64 * 1024

@@ -7,9 +7,14 @@ import resource
 import socket
 from typing import Any
 
-from robust_support import ACK, LineClient, served, wait_until
-
-pytest_plugins = ["robust_support"]  # fixtures: loop, spawn_server
+from robust_support import (  # noqa: F401 (the *_fixture names register fixtures)
+    ACK,
+    LineClient,
+    loop_fixture,
+    served,
+    spawn_server_fixture,
+    wait_until,
+)
 
 NOFILE = 128
 HOLDERS = 200

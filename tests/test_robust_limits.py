@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
-from robust_support import ACK, PYTHON, REPO, LineClient, ServerProcess, served, wait_until
-
-pytest_plugins = ["robust_support"]  # fixtures: loop, spawn_server
+from robust_support import (  # noqa: F401 (the *_fixture names register fixtures)
+    ACK,
+    PYTHON,
+    REPO,
+    LineClient,
+    ServerProcess,
+    loop_fixture,
+    served,
+    spawn_server_fixture,
+    wait_until,
+)
 
 
 def _refused(c: LineClient) -> str:

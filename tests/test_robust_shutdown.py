@@ -11,9 +11,13 @@ from typing import Any
 
 import pytest
 
-from robust_support import ACK, LineClient, wait_until
-
-pytest_plugins = ["robust_support"]  # fixtures: loop, spawn_server
+from robust_support import (  # noqa: F401 (the *_fixture names register fixtures)
+    ACK,
+    LineClient,
+    loop_fixture,
+    spawn_server_fixture,
+    wait_until,
+)
 
 CLIENTS = 30
 BATCH = 50

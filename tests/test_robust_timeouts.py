@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
-from robust_support import ACK, LineClient
-
-pytest_plugins = ["robust_support"]  # fixtures: loop, spawn_server
+from robust_support import (  # noqa: F401 (the *_fixture names register fixtures)
+    ACK,
+    LineClient,
+    loop_fixture,
+    spawn_server_fixture,
+)
 
 IDLE = 1.0
 # The sweep runs every IDLE/8; allow it two periods plus scheduling noise on a busy machine.
