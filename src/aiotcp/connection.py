@@ -176,11 +176,12 @@ class Connection(asyncio.Protocol):
                     replies = batch(frames, self)
                 else:
                     replies = self._run_inline(frames)  # type: ignore[arg-type]
-            except Exception:
+                out = codec.encode(replies) if replies else b""
+            except Exception:  # a batch that raised or returned something not str
                 replies = self._run_inline(frames)  # type: ignore[arg-type]
+                out = codec.encode(replies) if replies else b""
             self.acked += n
-            if replies:
-                out = codec.encode(replies)
+            if out:
                 self.bytes_out += len(out)
                 self._transport.write(out)
             return
@@ -189,7 +190,9 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         """Half-close: ack every complete message, then close. A partial frame is dropped."""
         self._eof = True
-        if self._worker is None and not self._closing:
+        if self._worker is None and self._closing and self.close_reason == "shutdown":
+            self._transport.close()  # the client has read ERR shutdown and closed too
+        elif self._worker is None and not self._closing:
             self._closing = True
             self.close_reason = "eof"
             self._transport.close()
@@ -227,6 +230,8 @@ class Connection(asyncio.Protocol):
             except Exception as e:
                 r = self._internal_error(e)
             if r is not None:
+                if type(r) is not str:
+                    r = self._internal_error(TypeError(f"handler returned {type(r).__name__}"))
                 out.append(r)
         return out
 
@@ -287,8 +292,18 @@ class Connection(asyncio.Protocol):
         assert queue is not None
         loop = asyncio.get_running_loop()
         pending: list[str] = []
-        flushed_at = loop.time()
+        timer: asyncio.TimerHandle | None = None
         fatal = False
+
+        def flush() -> None:
+            nonlocal timer
+            if timer is not None:
+                timer.cancel()
+                timer = None
+            if pending:
+                self._write_replies(pending)
+                pending.clear()
+
         try:
             while queue and not fatal:
                 f = queue.popleft()
@@ -305,16 +320,21 @@ class Connection(asyncio.Protocol):
                     fatal = f.fatal
                     if fatal:
                         self.close_reason = f.code
-                if pending and (not queue or fatal or loop.time() - flushed_at > ASYNC_FLUSH_AFTER):
-                    self._write_replies(pending)
-                    pending = []
-                    flushed_at = loop.time()
+                if pending:
+                    if not queue or fatal:
+                        flush()
+                    elif timer is None:
+                        # Never hold a reply back behind a slow message queued after it.
+                        timer = loop.call_later(ASYNC_FLUSH_AFTER, flush)
         finally:
+            if timer is not None:
+                timer.cancel()
             self._worker = None
         if fatal or self._eof or self._closing:
             self._closing = True
-            if self._server.shutting_down and not fatal:
-                self._transport.write(self._encode_error("shutdown", "server is shutting down"))
+            if self._server.shutting_down and not fatal and not self._eof:
+                self._end_with_shutdown()
+                return
             self._transport.close()
 
     def _write_replies(self, replies: list[str]) -> None:
@@ -333,11 +353,29 @@ class Connection(asyncio.Protocol):
         self.close_reason = "shutdown"
         if self._transport.is_closing():
             return
-        self._transport.pause_reading()
+        # Reading goes on (data_received drops input once closing): closing a socket
+        # with unread input makes the kernel send RST, which can destroy the replies
+        # and the ERR line still on their way to the client.
         if self._worker is None:
-            self._transport.write(self._encode_error("shutdown", "server is shutting down"))
-            self._transport.close()
+            self._end_with_shutdown()
         # else: _work writes ERR shutdown and closes when its queue is empty
+
+    def _end_with_shutdown(self) -> None:
+        """ERR shutdown, then half-close: FIN after the replies; close at the client's EOF
+        (or when the server's drain deadline aborts what is left)."""
+        t = self._transport
+        t.write(self._encode_error("shutdown", "server is shutting down"))
+        if self._eof or not t.can_write_eof():
+            t.close()
+        else:
+            t.write_eof()
+
+    def end_linger(self) -> None:
+        """Shutdown: stop waiting for the client's EOF after ERR shutdown; close."""
+        t = self._transport
+        if self.close_reason == "shutdown" and self._worker is None and t is not None:
+            if not t.is_closing():
+                t.close()
 
     def expire(self, code: str, text: str) -> None:
         """Close for a timeout (idle, write): tell the client why if it can still hear."""

@@ -41,6 +41,9 @@ SWEEP_MAX = 1.0
 # (the kernel caps it at net.core.somaxconn).
 LISTEN_BACKLOG = 4096
 
+# On shutdown, how long a half-closed connection waits for the client's EOF.
+SHUTDOWN_LINGER = 1.0
+
 # Connection open times (for the access log) are kept to this many seconds.
 OPENED_PRECISION = 0.01
 
@@ -176,8 +179,18 @@ class Server:
         for conn in list(self.registry):
             conn.shut_down()
         if self.registry:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.shutdown_timeout
+            # Half-closed connections wait a moment for the client's EOF (so that no
+            # unread input turns the close into a RST), then close anyway.
             try:
-                async with asyncio.timeout(self.config.shutdown_timeout):
+                async with asyncio.timeout(min(SHUTDOWN_LINGER, self.config.shutdown_timeout)):
+                    await self._drained.wait()
+            except TimeoutError:
+                for conn in list(self.registry):
+                    conn.end_linger()
+            try:
+                async with asyncio.timeout_at(deadline):
                     await self._drained.wait()
             except TimeoutError:
                 log.warning(
@@ -319,7 +332,9 @@ class Server:
             return conn._internal_error(e)
         if self.timed:
             self.stats.ack_latency.observe(time.perf_counter() - started)
-        return reply  # type: ignore[no-any-return]
+        if reply is not None and type(reply) is not str:
+            return conn._internal_error(TypeError(f"handler returned {type(reply).__name__}"))
+        return reply
 
     def handler_failed(self, exc: BaseException) -> None:
         """Log a handler's traceback, at most TRACEBACKS_PER_INTERVAL per interval."""
@@ -353,7 +368,8 @@ class Server:
             now = self.clock = loop.time()
             # A connection's last_message is a clock reading up to one interval old.
             idle_before = now - idle - interval
-            write_before = now - write
+            # paused_since is also a clock reading up to one interval old.
+            write_before = now - write - interval
             for conn in list(self.registry):
                 paused = conn.paused_since
                 if paused is not None:
