@@ -8,6 +8,7 @@ file > default. The CLI only parses and builds a Config; everything else reads i
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -28,12 +29,31 @@ DEFAULT_WRITE_TIMEOUT = 30.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 DEFAULT_BLOCK_THRESHOLD_MS = 100.0
 
+# Messages received and not yet answered, per connection, before the server stops
+# reading from it (asyncio streams pause at twice their buffer limit; uvicorn pauses
+# reads while one request is in progress). 128 keeps a fast pipelining client busy
+# while bounding what one client can make the server hold.
+DEFAULT_MAX_PIPELINE = 128
+
+# A client must finish its PROXY header and TLS handshake within this many seconds
+# (AnyIO's TLSListener waits 30 s, asyncio 60 s; a slow-handshake flood needs less).
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+
+# PROXY headers are believed only from these sources (the spec: never guess, only
+# from trusted proxies); loopback by default, where a local HAProxy runs.
+DEFAULT_PROXY_TRUSTED = "127.0.0.0/8,::1/128"
+
+DEFAULT_STREAM_MAXLEN = 100_000
+DEFAULT_MAX_SUBSCRIPTIONS = 100
+
 ENV_PREFIX = "AIOTCP_"
 
 FRAMINGS = ("line", "length", "raw")
 APIS = ("handler", "streams")
 LOOPS = ("auto", "uvloop", "asyncio")
 LOG_FORMATS = ("text", "json")
+CLIENT_CERT_MODES = ("none", "optional", "required")
+BROKER_MODES = ("pubsub", "streams")
 
 
 class ConfigError(ValueError):
@@ -102,6 +122,49 @@ class Config:
         default=DEFAULT_BLOCK_THRESHOLD_MS,
         metadata=_opt("log the stack when the loop is blocked longer than MS (0 = off)"),
     )
+    max_pipeline: int = field(
+        default=DEFAULT_MAX_PIPELINE,
+        metadata=_opt("unanswered messages per connection before reading pauses"),
+    )
+    handler_concurrency: int = field(
+        default=1,
+        metadata=_opt("messages of one connection an async/blocking handler runs at once"),
+    )
+    tls_cert: str = field(default="", metadata=_opt("TLS certificate chain (PEM); enables TLS"))
+    tls_key: str = field(default="", metadata=_opt("TLS private key (PEM)"))
+    tls_ca: str = field(default="", metadata=_opt("CA bundle (PEM) to verify client certificates"))
+    tls_client_cert: str = field(
+        default="none", metadata=_opt("client certificates", CLIENT_CERT_MODES)
+    )
+    handshake_timeout: float = field(
+        default=DEFAULT_HANDSHAKE_TIMEOUT,
+        metadata=_opt("seconds to finish the PROXY header and TLS handshake (0 = off)"),
+    )
+    proxy_protocol: bool = field(
+        default=False, metadata=_opt("require a PROXY protocol v1/v2 header on every connection")
+    )
+    proxy_trusted: str = field(
+        default=DEFAULT_PROXY_TRUSTED,
+        metadata=_opt("comma-separated CIDRs allowed to send a PROXY header"),
+    )
+    store: str = field(
+        default="sqlite:///aiotcp-ingest.db",
+        metadata=_opt("ingest app: sqlite:///PATH, postgresql://..., mysql://..."),
+    )
+    redis: str = field(default="redis://127.0.0.1:6379/0", metadata=_opt("kv app: Redis URL"))
+    broker: str = field(
+        default="", metadata=_opt("pubsub app: redis://HOST:PORT/DB ('' = this process only)")
+    )
+    broker_mode: str = field(default="pubsub", metadata=_opt("pubsub app delivery", BROKER_MODES))
+    stream_maxlen: int = field(
+        default=DEFAULT_STREAM_MAXLEN, metadata=_opt("pubsub streams mode: MAXLEN ~ per topic")
+    )
+    message_ids: bool = field(
+        default=False, metadata=_opt("pubsub streams mode: MSG lines carry the entry ID")
+    )
+    max_subscriptions: int = field(
+        default=DEFAULT_MAX_SUBSCRIPTIONS, metadata=_opt("pubsub app: topics per connection")
+    )
 
     def validate(self) -> Config:
         """Return self if every setting is in range; raise ConfigError naming the first bad one."""
@@ -110,6 +173,8 @@ class Config:
             ("api", APIS),
             ("loop", LOOPS),
             ("log_format", LOG_FORMATS),
+            ("tls_client_cert", CLIENT_CERT_MODES),
+            ("broker_mode", BROKER_MODES),
         ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}")
@@ -120,12 +185,23 @@ class Config:
         for name in ("max_connections", "max_connections_per_ip", "threads", "metrics_port"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
+        for name in ("max_pipeline", "handler_concurrency", "stream_maxlen", "max_subscriptions"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key must be given together")
+        if self.tls_client_cert != "none" and not self.tls_ca:
+            raise ConfigError("tls_client_cert needs tls_ca (the CA that signs client certificates)")
+        if self.tls_ca and not self.tls_cert:
+            raise ConfigError("tls_ca needs tls_cert and tls_key")
+        self.trusted_networks()
         for name in (
             "idle_timeout",
             "write_timeout",
             "handler_timeout",
             "shutdown_timeout",
             "block_threshold",
+            "handshake_timeout",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
@@ -143,6 +219,24 @@ class Config:
         if n < 1:
             raise ConfigError("workers must be >= 1")
         return n
+
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The networks ``proxy_trusted`` lists. Raises ConfigError for a bad CIDR."""
+        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for part in self.proxy_trusted.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ConfigError(f"proxy_trusted: {part!r} is not a CIDR") from None
+        return nets
+
+    @property
+    def tls(self) -> bool:
+        """True when the server speaks TLS."""
+        return bool(self.tls_cert)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
