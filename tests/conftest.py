@@ -1,83 +1,56 @@
-"""Shared fixtures: run an in-process server on either event loop, talk to it over loopback."""
+"""Fixtures of the whole suite. The code behind them is in ``tests/support/``.
+
+- ``loop``: "asyncio" or "uvloop"; a test that takes it (directly or through
+  ``spawn_server`` / ``run_server``) runs once on each event loop.
+- ``spawn_server``: starts ``aiotcp serve --loop LOOP ...`` processes; kills them at teardown.
+- ``run_server``: runs a Server in this process on the ``loop`` event loop.
+- ``clock``: a FakeClock the test advances.
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from aiotcp.config import Config
-from aiotcp.runner import loop_factory
-from aiotcp.server import Server
+from support.fakes import FakeClock
+from support.inprocess import run_server as run_server_in_process
+from support.process import ServerProcess
 
-LOOPS = ["asyncio", "uvloop"]
+LOOPS = ("asyncio", "uvloop")
 
 
 @pytest.fixture(params=LOOPS)
-def loop_kind(request: pytest.FixtureRequest) -> str:
-    """Every integration test that takes this fixture runs once on each loop."""
+def loop(request: pytest.FixtureRequest) -> str:
+    """The event loop a test's server runs on: every such test runs on both."""
     return str(request.param)
 
 
-def run_server(
-    loop_kind: str,
-    handler: Any,
-    client: Callable[[Server, int], Awaitable[Any]],
-    **settings: Any,
-) -> Any:
-    """Start ``handler`` on 127.0.0.1:0, await ``client(server, port)``, shut down.
+@pytest.fixture
+def spawn_server(loop: str) -> Iterator[Callable[..., ServerProcess]]:
+    """``spawn_server(args, preexec_fn=None, env=None)``: an ``aiotcp serve`` process on
+    127.0.0.1, a free port and the ``loop`` event loop (``--workers N`` too: every worker
+    runs that loop). Every process it started is killed at teardown."""
+    servers: list[ServerProcess] = []
 
-    Returns what the client returned. The whole run is bounded by 30 s.
-    """
-    config = Config(host="127.0.0.1", port=0, loop=loop_kind, **settings)
+    def spawn(args: Sequence[str] = (), **kw: Any) -> ServerProcess:
+        server = ServerProcess(args, loop=loop, **kw)
+        servers.append(server)
+        return server
 
-    async def main() -> Any:
-        async with asyncio.timeout(30):
-            server = Server(handler, config)
-            await server.start()
-            try:
-                return await client(server, server.addresses[0][1])
-            finally:
-                await server.shutdown()
-
-    with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-        return runner.run(main())
+    yield spawn
+    for server in servers:
+        server.kill()
 
 
-class Client:
-    """A line-protocol client over a real socket (asyncio streams)."""
+@pytest.fixture
+def run_server(loop: str) -> Callable[..., Any]:
+    """``run_server(handler, client, **settings)``: see ``support.inprocess.run_server``."""
+    return functools.partial(run_server_in_process, loop)
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
 
-    @classmethod
-    async def connect(cls, port: int) -> Client:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def send(self, data: bytes | str) -> None:
-        self.writer.write(data.encode() if isinstance(data, str) else data)
-        await self.writer.drain()
-
-    async def line(self, timeout: float = 5.0) -> str:
-        """The next reply line without its newline; '' at EOF."""
-        async with asyncio.timeout(timeout):
-            raw = await self.reader.readline()
-        return raw.decode().removesuffix("\n")
-
-    async def lines(self, n: int, timeout: float = 5.0) -> list[str]:
-        return [await self.line(timeout) for _ in range(n)]
-
-    async def until_eof(self, timeout: float = 5.0) -> bytes:
-        async with asyncio.timeout(timeout):
-            return await self.reader.read()
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except ConnectionError:
-            pass
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

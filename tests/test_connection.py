@@ -1,73 +1,60 @@
-"""The connection layer with a fake transport: what reaches the wire, and how often."""
+"""The connection layer with a fake transport and a fake clock: no loop, no sockets.
+
+The server is constructed but never started: a connection only needs its registry,
+limits, codec factory, coarse clock and error reporting. What reaches the wire, how
+often, and what the connection asks of its transport (flow control, close, half-close).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from aiotcp.apps import Ack
 from aiotcp.config import Config
+from aiotcp.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from aiotcp.server import Server
 
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-        self.reading = True
-        self.pauses = 0
-        self.resumes = 0
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.aborted = True
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def pause_reading(self) -> None:
-        self.pauses += 1
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.resumes += 1
-        self.reading = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 40000) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int, low: int) -> None:
-        pass
+from support.clients import ACK
+from support.fakes import FakeClock, FakeTransport
 
 
-def connect(handler: Any = None, **settings: Any) -> tuple[Connection, FakeTransport]:
+class Errors:
+    """A generic sync handler: raises on ``boom``, acks anything else."""
+
+    def __call__(self, message: str, conn: object) -> str:
+        if message == "boom":
+            raise RuntimeError("boom")
+        return ACK + message
+
+
+def connect(handler: Any = None, **settings: Any) -> tuple[Server, Any, FakeTransport]:
+    """A server (default: the Ack app) and one connection made on a fake transport."""
     server = Server(handler if handler is not None else Ack(), Config(**settings))
     conn = server.connection_class()
     transport = FakeTransport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
-    return conn, transport
+    transport.connect(conn)
+    return server, conn, transport
+
+
+# ---- what reaches the wire -------------------------------------------------------------
 
 
 def test_all_replies_of_one_read_leave_in_one_write() -> None:
-    conn, t = connect()
+    _, conn, t = connect()
     conn.data_received(b"a\nb\nc\n")
     assert t.writes == ["已收到: a\n已收到: b\n已收到: c\n".encode()]
 
 
 def test_generic_sync_handler_also_writes_once_per_read() -> None:
-    conn, t = connect(lambda m, c: m.upper())
+    _, conn, t = connect(lambda m, c: m.upper())
     conn.data_received(b"a\nb\n")
     assert t.writes == [b"A\nB\n"]
 
 
 def test_no_write_for_a_partial_frame() -> None:
-    conn, t = connect()
+    _, conn, t = connect()
     conn.data_received(b"abc")
     assert t.writes == []
     conn.data_received(b"\n")
@@ -75,20 +62,25 @@ def test_no_write_for_a_partial_frame() -> None:
 
 
 def test_errors_and_replies_share_one_write_in_order() -> None:
-    conn, t = connect()
+    _, conn, t = connect()
     conn.data_received(b"a\n\xff\nb\n")
     assert t.writes == ["已收到: a\nERR invalid-utf8 message is not valid UTF-8\n已收到: b\n".encode()]
-    assert not t.closed
+    assert not t.closing
 
 
-def test_data_received_never_raises_and_counts() -> None:
-    def handle(m: str, c: object) -> str:
-        raise KeyError(m)
-
-    conn, t = connect(handle)
-    conn.data_received(b"x\ny\n")
-    assert t.writes == [b"ERR internal handler failed\nERR internal handler failed\n"]
-    assert conn._stats.errors == {"internal": 2}
+@pytest.mark.parametrize("with_batch", [False, True])
+def test_data_received_never_raises_when_the_handler_raises(with_batch: bool) -> None:
+    handler: Any = Errors()
+    if with_batch:
+        # A batch that raises: the connection falls back to calling the handler per message.
+        handler.batch = lambda messages, conn: [handler(m, conn) for m in messages]
+    server, conn, t = connect(handler)
+    conn.data_received(b"a\nboom\nb\n")
+    conn.data_received(b"c\n")
+    assert len(t.writes) == 2  # still one write per read
+    assert t.lines() == [ACK + "a", "ERR internal handler failed", ACK + "b", ACK + "c"]
+    assert not t.closing  # ERR internal keeps the connection open
+    assert server.stats.errors == {"internal": 1}
 
 
 def test_batch_that_raises_falls_back_to_one_by_one() -> None:
@@ -96,29 +88,141 @@ def test_batch_that_raises_falls_back_to_one_by_one() -> None:
         def batch(self, messages: list[str], conn: object) -> list[str]:
             raise RuntimeError("no batch today")
 
-    conn, t = connect(Flaky("p "))
+    _, conn, t = connect(Flaky("p "))
     conn.data_received(b"a\nb\n")
     assert t.writes == [b"p a\np b\n"]
 
 
-def test_flow_control_pauses_high_and_resumes_low_idempotently() -> None:
-    conn, t = connect()
+def test_data_received_after_a_fatal_frame_error_is_ignored() -> None:
+    _, conn, t = connect(Errors(), max_line=8)
+    conn.data_received(b"ok\n" + b"x" * 20 + b"\n")
+    assert t.lines() == [ACK + "ok", "ERR too-long frame exceeds 8 bytes"]
+    assert t.closing and not t.aborted
+    n = len(t.writes)
+    conn.data_received(b"more\n")  # bytes still in flight after the close
+    assert len(t.writes) == n
+
+
+# ---- flow control ------------------------------------------------------------------------
+
+
+def test_connection_made_sets_the_write_buffer_marks() -> None:
+    _, _, t = connect()
+    assert t.limits_set == {"high": WRITE_HIGH_WATER, "low": WRITE_LOW_WATER}
+
+
+def test_pause_writing_pauses_reading_once_and_resume_once() -> None:
+    _, conn, t = connect()
     conn.pause_writing()
-    conn.pause_writing()
+    conn.pause_writing()  # idempotent: asyncio may call it again
     assert (t.pauses, t.reading) == (1, False)
+    assert conn.paused_since is not None
     conn.resume_writing()
     conn.resume_writing()
     assert (t.resumes, t.reading) == (1, True)
+    assert conn.paused_since is None
+    conn.resume_writing()  # a resume without a pause does nothing
+    assert t.resumes == 1
+    conn.pause_writing()
+    assert t.pauses == 2
 
 
-def test_connection_over_the_cap_is_refused_busy() -> None:
-    server = Server(Ack(), Config(max_connections=1))
-    first, second = server.connection_class(), server.connection_class()
-    t1, t2 = FakeTransport(), FakeTransport()
-    first.connection_made(t1)  # type: ignore[arg-type]
-    second.connection_made(t2)  # type: ignore[arg-type]
-    assert not t1.closed
-    assert t2.closed and t2.writes == [b"ERR busy too many connections (limit 1)\n"]
-    second.data_received(b"ignored\n")
+def test_a_client_not_reading_its_replies_is_not_read_until_it_drains() -> None:
+    _, conn, t = connect()
+    line = b"m" * 99 + b"\n"
+    reads = 0
+    while t.reading:  # the client sends; its replies pile up in the write buffer
+        conn.data_received(line * 10)
+        reads += 1
+        assert reads < 1000, "never paused"
+    assert t.get_write_buffer_size() > WRITE_HIGH_WATER
+    assert t.pauses == 1
+    t.peer_reads(t.get_write_buffer_size() - WRITE_LOW_WATER - 1)
+    assert not t.reading  # above the low-water mark: still paused
+    t.peer_reads(2)
+    assert t.reading and t.resumes == 1
+    # Every message read before the pause was answered, in order.
+    assert t.lines()[-1] == ACK + "m" * 99
+    assert len(t.lines()) == reads * 10
+
+
+def test_pause_writing_on_a_closing_transport_does_not_touch_reading() -> None:
+    _, conn, t = connect()
+    t.close()
+    conn.pause_writing()
+    conn.resume_writing()
+    assert t.pauses == 0 and t.resumes == 0
+
+
+# ---- the coarse clock ----------------------------------------------------------------------
+
+
+def test_idle_clock_moves_on_complete_messages_only(clock: FakeClock) -> None:
+    server, conn, _ = connect()
+    server.clock = clock.now  # the sweep's coarse clock, as the server last read it
+    conn.data_received(b"one\n")
+    assert conn.last_message == clock.now
+    server.clock = clock.advance(5)
+    conn.data_received(b"trickle, no newline")  # bytes, but no complete message
+    assert conn.last_message == clock.now - 5
+    server.clock = clock.advance(5)
+    conn.data_received(b"\n")
+    assert conn.last_message == clock.now
+
+
+def test_paused_since_is_the_clock_reading_at_the_pause(clock: FakeClock) -> None:
+    server, conn, _ = connect()
+    server.clock = clock.advance(3)
+    conn.pause_writing()
+    server.clock = clock.advance(3)
+    conn.pause_writing()  # a second pause does not restart the write timeout
+    assert conn.paused_since == clock.now - 3
+
+
+# ---- limits, timeouts, shutdown ------------------------------------------------------------
+
+
+def test_connection_over_the_cap_is_refused_busy_and_not_registered() -> None:
+    server, first, t1 = connect(Errors(), max_connections=1)
+    second = server.connection_class()
+    t2 = FakeTransport()
+    t2.connect(second)
+    assert not t1.closing
+    assert t2.closing and t2.writes == [b"ERR busy too many connections (limit 1)\n"]
+    second.data_received(b"ignored\n")  # refused: nothing is handled
     assert len(t2.writes) == 1
     assert server.stats.connections == 1 and server.stats.connections_refused == {"busy": 1}
+    t2.lose()  # a refused connection is not in the registry
+    assert len(server.registry) == 1
+    t1.lose(ConnectionResetError())
+    assert len(server.registry) == 0 and server.stats.connections == 0
+    assert first.close_reason == "reset"
+
+
+def test_idle_expiry_says_why_then_closes() -> None:
+    _, conn, t = connect()
+    conn.expire("idle-timeout", "no complete message for 5s")
+    assert t.lines() == ["ERR idle-timeout no complete message for 5s"]
+    assert t.closing and not t.aborted
+    assert conn.close_reason == "idle-timeout"
+
+
+def test_write_expiry_aborts_without_writing_more() -> None:
+    server, conn, t = connect()
+    conn.pause_writing()
+    conn.expire("write-timeout", "client is not reading its replies")
+    assert t.aborted and t.writes == []
+    assert server.stats.errors == {"write-timeout": 1}
+
+
+def test_shutdown_says_err_shutdown_then_half_closes_until_the_client_eof() -> None:
+    _, conn, t = connect()
+    conn.data_received(b"a\n")
+    conn.shut_down()
+    assert t.lines() == [ACK + "a", "ERR shutdown server is shutting down"]
+    assert t.eof_written and not t.closing  # FIN sent; still reading the client's rest
+    conn.data_received(b"late\n")  # input after ERR shutdown is read and dropped
+    assert len(t.lines()) == 2
+    conn.eof_received()
+    assert t.closing
+    assert conn.close_reason == "shutdown"
