@@ -183,6 +183,10 @@ class ServerProcess:
         self.kill()
 
 
+# The ``spawn_server`` fixture: ``spawn_server(args, preexec_fn=None, env=None)``.
+SpawnServer = Callable[..., ServerProcess]
+
+
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:

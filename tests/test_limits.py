@@ -1,0 +1,82 @@
+"""Connection caps and abrupt disconnects, against a real server process on both loops."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.clients import ACK, LineClient, served
+from support.process import SpawnServer
+from support.waiting import wait_until
+
+
+def _refused(c: LineClient) -> str:
+    """The refusal line of a client over a limit; asserts the server then closes it."""
+    line = c.line()
+    assert line is not None and line.startswith("ERR busy "), line
+    assert c.eof()
+    return line
+
+
+def test_max_connections_refuses_then_recovers(spawn_server: SpawnServer) -> None:
+    server = spawn_server(["--max-connections", "2"])
+    a, b = LineClient(server.port), LineClient(server.port)
+    assert a.ask("a") == ACK + "a"
+    assert b.ask("b") == ACK + "b"
+    c = LineClient(server.port)
+    assert "limit 2" in _refused(c)
+    c.close()
+    # Still busy while both are held...
+    assert not served(server.port)
+    a.close()
+    # ...and capacity returns once one leaves.
+    wait_until(lambda: served(server.port), what="a free slot")
+    assert b.ask("still") == ACK + "still"
+    b.close()
+    assert server.stop() == 0
+    assert "Traceback" not in server.log, server.log
+
+
+def test_max_connections_per_ip(spawn_server: SpawnServer) -> None:
+    server = spawn_server(["--max-connections-per-ip", "2"])
+    a, b = LineClient(server.port), LineClient(server.port)
+    assert a.ask("a") == ACK + "a"
+    assert b.ask("b") == ACK + "b"
+    c = LineClient(server.port)
+    assert "127.0.0.1" in _refused(c)
+    c.close()
+    # Another source address on the loopback network is not counted against 127.0.0.1.
+    other = LineClient(server.port, source="127.0.0.2")
+    assert other.ask("other") == ACK + "other"
+    other.close()
+    b.close()
+    wait_until(lambda: served(server.port), what="a free slot")
+    a.close()
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["rst", "rst-mid-message", "fin-mid-message", "rst-async-busy"])
+def test_abrupt_disconnect_frees_the_slot(how: str, spawn_server: SpawnServer) -> None:
+    args = ["--max-connections", "1"]
+    if how == "rst-async-busy":
+        args += ["--app", "fault_apps:slow"]
+    server = spawn_server(args)
+    a = LineClient(server.port)
+    assert a.ask("first") == ACK + "first"
+    assert not served(server.port)  # the one slot is taken
+    if how == "rst":
+        a.reset()
+    elif how == "rst-mid-message":
+        a.send("half a mess")
+        a.reset()
+    elif how == "fin-mid-message":
+        a.send("half a mess")
+        a.close()
+    else:
+        a.send("sleep:5\n")
+        server.wait_for_log("fault_apps: sleeping for sleep:5")  # busy when the RST lands
+        a.reset()
+    wait_until(lambda: served(server.port), what="a free slot")
+    assert server.stop() == 0
+    log = server.log
+    assert "Traceback" not in log, log
+    assert " ERROR " not in log, log
