@@ -8,6 +8,7 @@ Every read is bounded by a hang-guard timeout.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import struct
 
@@ -72,14 +73,9 @@ class LineClient:
         self._buf += chunk
         return not chunk
 
-    def closed_by_peer(self) -> bool:
-        """Without blocking: True if the peer has closed and nothing is left to read."""
-        try:
-            return not self._buf and self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False
-        except ConnectionError:
-            return True
+    def pending(self) -> bool:
+        """Without blocking: True if a line, an EOF or a reset is waiting to be read."""
+        return b"\n" in self._buf or bool(select.select([self.sock], [], [], 0)[0])
 
     def reset(self) -> None:
         """Close abruptly: SO_LINGER 0 makes close() send RST instead of FIN."""
@@ -94,6 +90,16 @@ class LineClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """Without blocking: True if the peer of ``sock`` has closed (FIN or RST), no data left."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
 
 
 def served(port: int, timeout: float = PROBE_TIMEOUT) -> bool:

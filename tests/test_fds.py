@@ -5,16 +5,10 @@ from __future__ import annotations
 import re
 import resource
 import socket
-from typing import Any
 
-from robust_support import (  # noqa: F401 (the *_fixture names register fixtures)
-    ACK,
-    LineClient,
-    loop_fixture,
-    served,
-    spawn_server_fixture,
-    wait_until,
-)
+from support.clients import ACK, LineClient, closed_by_peer, served
+from support.process import SpawnServer
+from support.waiting import HANG_GUARD, wait_until
 
 NOFILE = 128
 HOLDERS = 200
@@ -35,32 +29,23 @@ def emfile_warnings(log: str) -> int:
     return len(EMFILE_WARNING.findall(log))
 
 
-def closed_by_peer(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-    except BlockingIOError:
-        return False
-    except ConnectionError:
-        return True
-
-
-def test_fd_exhaustion_survives_and_recovers(loop: str, spawn_server: Any) -> None:
-    server = spawn_server(loop, ["--max-connections", "1000"], preexec_fn=limit_fds)
+def test_fd_exhaustion_survives_and_recovers(loop: str, spawn_server: SpawnServer) -> None:
+    server = spawn_server(["--max-connections", "1000"], preexec_fn=limit_fds)
     holders = []
     try:
         for _ in range(HOLDERS):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=HANG_GUARD)
             s.setblocking(False)
             holders.append(s)
         # The server accepts until it runs out of fds. On asyncio it says so (once per
         # interval, not per accept); uvloop (libuv) accepts and closes the excess itself.
         if loop == "asyncio":
-            server.wait_for_log("WARNING aiotcp: out of file descriptors", timeout=10)
+            server.wait_for_log("WARNING aiotcp: out of file descriptors")
         else:
-            wait_until(lambda: any(closed_by_peer(s) for s in holders), 10)
+            wait_until(lambda: any(closed_by_peer(s) for s in holders), what="an excess accept closed")
         # Those it did accept are served while it is out of fds.
         first = holders[0]
-        first.settimeout(5)
+        first.settimeout(HANG_GUARD)
         first.sendall(b"held\n")
         assert first.recv(100) == (ACK + "held\n").encode()
         assert server.alive()
@@ -68,7 +53,7 @@ def test_fd_exhaustion_survives_and_recovers(loop: str, spawn_server: Any) -> No
         for s in holders:
             s.close()
     # Descriptors free up: a new client is served again.
-    wait_until(lambda: served(server.port), 15, interval=0.1)
+    wait_until(lambda: served(server.port), what="serving again", interval=0.1)
     assert server.alive()
     assert server.stop() == 0
     log = server.log
@@ -77,8 +62,8 @@ def test_fd_exhaustion_survives_and_recovers(loop: str, spawn_server: Any) -> No
     # scheduled by asyncio can log tracebacks if they fire after the listener closed.)
 
 
-def test_default_cap_derived_from_fd_limit(loop: str, spawn_server: Any) -> None:
-    server = spawn_server(loop, [], preexec_fn=limit_fds)
+def test_default_cap_derived_from_fd_limit(spawn_server: SpawnServer) -> None:
+    server = spawn_server([], preexec_fn=limit_fds)
     clients = []
     try:
         served_count = 0
@@ -101,6 +86,6 @@ def test_default_cap_derived_from_fd_limit(loop: str, spawn_server: Any) -> None
     finally:
         for c in clients:
             c.close()
-    wait_until(lambda: served(server.port), 10)
+    wait_until(lambda: served(server.port), what="serving again")
     assert server.stop() == 0
     assert emfile_warnings(server.log) == 0, server.log
