@@ -1,4 +1,5 @@
-"""``aiotcp serve --workers 2``: real supervisor and worker processes over loopback."""
+"""``aiotcp serve --workers 2``: real supervisor and worker processes over loopback, on
+both loops; and the supervisor's pure parts (restart backoff, the port reservation)."""
 
 from __future__ import annotations
 
@@ -6,214 +7,232 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from serverproc import ServerProcess
-from test_observe_client import LineClient, free_port, http_get, scrape, until
+from aiotcp.workers import RESTART_BACKOFF_MAX, STABLE_AFTER, reserve_port, restart_backoff
+
+from support.clients import ACK, LineClient
+from support.metrics import free_port, http_get, scrape, scraped
+from support.process import ServerProcess, SpawnServer, pid_alive, run_aiotcp
+from support.waiting import wait_until
 
 PIDS = re.compile(r"(\d+) workers serving: pids ([\d ]+)")
 RESTARTED = re.compile(r"worker (\d+) restarted \(pid (\d+)\)")
+# Connections tried until every worker has answered one. The kernel spreads connections
+# by a hash of the 4-tuple: 300 connections all landing on one of two listeners has
+# probability 2**-299.
+SPREAD_ATTEMPTS = 300
+# A drain that cannot end by itself within any hang guard: only a second signal ends it.
+DRAIN_NEVER_ENDS = 600.0
 
 
 def worker_pids(server: ServerProcess) -> list[int]:
     """The pids the supervisor logged once every worker was serving."""
-    m = until(lambda: PIDS.search(server.log()), what="the supervisor's pid line")
+    m = PIDS.search(server.wait_for_log(PIDS.pattern))
+    assert m is not None
     return [int(p) for p in m.group(2).split()]
 
 
 def pid_of_reply(port: int) -> int:
-    client = LineClient(port)
-    try:
-        return int(client.ask("pid"))
-    finally:
-        client.close()
+    with LineClient(port) as client:
+        return int(client.ask("pid") or 0)
 
 
-def pids_serving(port: int, want: set[int], attempts: int = 300) -> set[int]:
-    """Connect until every pid in ``want`` has answered (or ``attempts`` connections)."""
+def pids_serving(port: int, want: set[int]) -> set[int]:
+    """Connect until every pid in ``want`` has answered (or SPREAD_ATTEMPTS connections)."""
     seen: set[int] = set()
-    for _ in range(attempts):
+    for _ in range(SPREAD_ATTEMPTS):
         seen.add(pid_of_reply(port))
         if want <= seen:
             break
     return seen
 
 
-def start(*args: str) -> ServerProcess:
-    return ServerProcess(["--workers", "2", "--app", "test_workers_apps:probe", *args])
+def start(spawn_server: SpawnServer, *args: str) -> ServerProcess:
+    return spawn_server(["--workers", "2", "--app", "probe_apps:probe", *args])
 
 
-def test_both_workers_accept_on_one_port() -> None:
-    with start() as server:
-        pids = worker_pids(server)
-        assert len(set(pids)) == 2
-        # The kernel spreads connections by a hash of the 4-tuple: 300 connections all
-        # landing on one of two listeners has probability 2**-299.
-        assert pids_serving(server.port, set(pids)) == set(pids)
-        assert len(set(re.findall(r"listening on \S+:(\d+)", server.log()))) == 1
+def test_both_workers_accept_on_one_port(spawn_server: SpawnServer) -> None:
+    server = start(spawn_server)
+    pids = worker_pids(server)
+    assert len(set(pids)) == 2
+    assert pids_serving(server.port, set(pids)) == set(pids)
+    assert len(set(re.findall(r"listening on \S+:(\d+)", server.log))) == 1
 
 
-def test_killed_worker_is_replaced_and_service_keeps_answering() -> None:
-    with start() as server:
-        victim, survivor = worker_pids(server)
-        os.kill(victim, signal.SIGKILL)
-        until(lambda: f"(pid {victim}) exited with code -9" in server.log(),
-              what="the supervisor noticing the kill")
-        # The dead worker's listener is closed: every connection now reaches a live one.
-        for _ in range(20):
-            assert pid_of_reply(server.port) != victim
-        m = until(lambda: RESTARTED.search(server.log()), what="the replacement worker")
-        replacement = int(m.group(2))
-        assert replacement not in (victim, survivor)
-        assert pids_serving(server.port, {survivor, replacement}) == {survivor, replacement}
-        server.proc.send_signal(signal.SIGTERM)
-        assert server.wait(20) == 0
+def test_killed_worker_is_replaced_and_service_keeps_answering(spawn_server: SpawnServer) -> None:
+    server = start(spawn_server)
+    victim, survivor = worker_pids(server)
+    os.kill(victim, signal.SIGKILL)
+    server.wait_for_log(re.escape(f"(pid {victim}) exited with code -9"))
+    # The dead worker's listener is closed: every connection now reaches a live one.
+    for _ in range(20):
+        assert pid_of_reply(server.port) != victim
+    m = RESTARTED.search(server.wait_for_log(RESTARTED.pattern))
+    assert m is not None
+    replacement = int(m.group(2))
+    assert replacement not in (victim, survivor)
+    assert pids_serving(server.port, {survivor, replacement}) == {survivor, replacement}
+    assert server.stop() == 0
 
 
-def test_sigterm_drains_every_worker_and_readyz_flips(tmp_path: Path) -> None:
+def test_sigterm_drains_every_worker_and_readyz_flips(
+    tmp_path: Path, spawn_server: SpawnServer
+) -> None:
     metrics_port = free_port()
     release = tmp_path / "release"
-    with start("--metrics-port", str(metrics_port), "--shutdown-timeout", "20") as server:
-        pids = set(worker_pids(server))
-        until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
-        # Hold one connection on each worker with a message in flight until `release`.
-        held: dict[int, LineClient] = {}
-        messages = 0
-        for _ in range(300):
-            client = LineClient(server.port)
-            pid = int(client.ask("pid"))
-            messages += 1
-            if pid in held:
-                client.close()
-                continue
-            held[pid] = client
-            client.send(f"wait {release}")
-            messages += 1
-            if set(held) == pids:
-                break
-        assert set(held) == pids
-        until(lambda: (scrape(metrics_port) or {}).get("aiotcp_messages_received_total")
-              == messages, what="both waits in flight")
-
-        server.proc.send_signal(signal.SIGTERM)
-        until(lambda: http_get(metrics_port, "/readyz")[0] == 503, what="/readyz 503")
-        assert http_get(metrics_port, "/healthz")[0] == 200
-        assert server.proc.poll() is None  # still draining: the waits hold it open
-        release.touch()
-        for client in held.values():
-            assert client.line() == "released"  # the in-flight message was acked
-            rest = client.line()
-            assert rest == "" or rest.startswith("ERR shutdown")
+    server = start(spawn_server, "--metrics-port", str(metrics_port), "--shutdown-timeout", "20")
+    pids = set(worker_pids(server))
+    wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
+    # Hold one connection on each worker with a message in flight until `release`.
+    held: dict[int, LineClient] = {}
+    messages = 0
+    for _ in range(SPREAD_ATTEMPTS):
+        client = LineClient(server.port)
+        pid = int(client.ask("pid") or 0)
+        messages += 1
+        if pid in held:
             client.close()
-        assert server.wait(20) == 0
-    assert server.log().count("server stopped") == 2
+            continue
+        held[pid] = client
+        client.send(f"wait {release}\n")
+        messages += 1
+        if set(held) == pids:
+            break
+    assert set(held) == pids
+    wait_until(lambda: scraped(metrics_port, "aiotcp_messages_received_total") == messages,
+               what="both waits in flight")
+
+    server.signal(signal.SIGTERM)
+    wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 503, what="/readyz 503")
+    assert http_get(metrics_port, "/healthz")[0] == 200
+    assert server.alive()  # still draining: the waits hold it open
+    release.touch()
+    for client in held.values():
+        assert client.line() == "released"  # the in-flight message was acked
+        rest = client.line()
+        assert rest is None or rest.startswith("ERR shutdown"), rest
+        client.close()
+    assert server.wait() == 0
+    assert server.log.count("server stopped") == 2
 
 
-def test_metrics_sum_every_worker_exactly() -> None:
+def test_metrics_sum_every_worker_exactly(spawn_server: SpawnServer) -> None:
     metrics_port = free_port()
     clients, per_client = 40, 5
-    with ServerProcess(["--workers", "2", "--metrics-port", str(metrics_port)]) as server:
-        worker_pids(server)
-        sent = received = 0
-        for c in range(clients):
-            client = LineClient(server.port)
+    server = spawn_server(["--workers", "2", "--metrics-port", str(metrics_port)])
+    worker_pids(server)
+    sent = received = 0
+    for c in range(clients):
+        with LineClient(server.port) as client:
             for m in range(per_client):
                 text = f"client {c} message {m} 你好"
-                assert client.ask(text) == f"已收到: {text}"
+                assert client.ask(text) == ACK + text
                 sent += len(text.encode()) + 1
-                received += len(f"已收到: {text}\n".encode())
-            client.close()
-        want = {
-            "aiotcp_connections": 0,
-            "aiotcp_connections_accepted_total": clients,
-            "aiotcp_messages_received_total": clients * per_client,
-            "aiotcp_messages_acked_total": clients * per_client,
-            "aiotcp_bytes_received_total": sent,
-            "aiotcp_bytes_sent_total": received,
-            "aiotcp_workers": 2,
-        }
+                received += len(f"{ACK}{text}\n".encode())
+    want = {
+        "aiotcp_connections": 0,
+        "aiotcp_connections_accepted_total": clients,
+        "aiotcp_messages_received_total": clients * per_client,
+        "aiotcp_messages_acked_total": clients * per_client,
+        "aiotcp_bytes_received_total": sent,
+        "aiotcp_bytes_sent_total": received,
+        "aiotcp_workers": 2,
+    }
 
-        def settled() -> dict[str, float] | None:
-            got = scrape(metrics_port)
-            if got is None or any(got.get(k) != v for k, v in want.items()):
-                return None
-            return got
+    def settled() -> dict[str, float] | None:
+        got = scrape(metrics_port)
+        if got is None or any(got.get(k) != v for k, v in want.items()):
+            return None
+        return got
 
-        try:
-            got = until(settled, what="exact totals on /metrics")
-        except AssertionError:
-            pytest.fail(f"/metrics never matched {want}: last scrape {scrape(metrics_port)}")
-        # The histogram is summed like the counters: one observation per acked message.
-        assert got["aiotcp_ack_latency_seconds_count"] == clients * per_client
-        assert got['aiotcp_ack_latency_seconds_bucket{le="+Inf"}'] == clients * per_client
-        assert got['aiotcp_errors_total{code="internal"}'] == 0
+    try:
+        got = wait_until(settled, what="exact totals on /metrics")
+    except AssertionError:
+        pytest.fail(f"/metrics never matched {want}: last scrape {scrape(metrics_port)}")
+    # The histogram is summed like the counters: one observation per acked message.
+    assert got["aiotcp_ack_latency_seconds_count"] == clients * per_client
+    assert got['aiotcp_ack_latency_seconds_bucket{le="+Inf"}'] == clients * per_client
+    assert got['aiotcp_errors_total{code="internal"}'] == 0
 
 
-def test_a_taken_metrics_port_fails_the_supervisor_before_any_worker() -> None:
+def test_a_taken_metrics_port_fails_the_supervisor_before_any_worker(loop: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        r = subprocess.run(
-            [sys.executable, "-m", "aiotcp", "serve", "--port", "0", "--workers", "2",
-             "--metrics-port", str(taken.getsockname()[1])],
-            check=False, capture_output=True, text=True, timeout=30,
-        )
+        r = run_aiotcp("serve", "--port", "0", "--workers", "2", "--loop", loop,
+                       "--metrics-port", str(taken.getsockname()[1]))
     assert r.returncode == 1
     assert "cannot serve metrics" in r.stderr
     assert "listening on" not in r.stderr  # no worker was started
 
 
-def test_a_worker_that_cannot_boot_fails_the_supervisor() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "aiotcp", "serve", "--port", "0", "--workers", "2",
-         "--app", "no_such_module_here:app"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )
+def test_a_worker_that_cannot_boot_fails_the_supervisor(loop: str) -> None:
+    r = run_aiotcp("serve", "--port", "0", "--workers", "2", "--loop", loop,
+                   "--app", "no_such_module_here:app")
     assert r.returncode == 1
     assert "failed to start" in r.stderr
 
 
-def test_a_second_sigterm_forces_the_drain(tmp_path: Path) -> None:
+def test_a_second_sigterm_forces_the_drain(tmp_path: Path, spawn_server: SpawnServer) -> None:
     metrics_port = free_port()
     never = tmp_path / "never-created"
-    with start("--shutdown-timeout", "60", "--metrics-port", str(metrics_port)) as server:
-        pids = worker_pids(server)
-        client = LineClient(server.port)
-        client.send(f"wait {never}")  # would hold the drain for the whole minute
-        until(lambda: (scrape(metrics_port) or {}).get("aiotcp_messages_received_total") == 1,
-              what="the wait in flight")
-        server.proc.send_signal(signal.SIGTERM)
-        until(lambda: "draining" in server.log(), what="the first signal to be forwarded")
-        server.proc.send_signal(signal.SIGTERM)
-        assert server.wait(20) in (0, 1)  # well before the 60 s drain deadline
-        try:
-            assert "released" not in client.line()
-        except ConnectionError:
-            pass  # aborted: a reset is what forcing means
-        client.close()
-    assert "forcing" in server.log()
+    server = start(spawn_server, "--shutdown-timeout", str(DRAIN_NEVER_ENDS),
+                   "--metrics-port", str(metrics_port))
+    pids = worker_pids(server)
+    client = LineClient(server.port)
+    client.send(f"wait {never}\n")  # would hold the drain for as long as it is allowed
+    wait_until(lambda: scraped(metrics_port, "aiotcp_messages_received_total") == 1,
+               what="the wait in flight")
+    server.signal(signal.SIGTERM)
+    server.wait_for_log("draining")  # the first signal was forwarded
+    server.signal(signal.SIGTERM)
+    assert server.wait() in (0, 1)  # long before the drain deadline
+    reply = client.line()
+    assert reply is None or "released" not in reply  # aborted: EOF or a reset
+    client.close()
+    assert "forcing" in server.log
     for pid in pids:
-        until(lambda pid=pid: not _alive(pid), what=f"worker {pid} gone")
+        wait_until(lambda pid=pid: not pid_alive(pid), what=f"worker {pid} gone")
 
 
-def test_workers_die_with_a_killed_supervisor() -> None:
-    with start() as server:
-        pids = worker_pids(server)
-        server.proc.kill()
-        server.proc.wait(10)
-        for pid in pids:
-            until(lambda pid=pid: not _alive(pid), what=f"orphaned worker {pid} to exit")
+def test_workers_die_with_a_killed_supervisor(spawn_server: SpawnServer) -> None:
+    server = start(spawn_server)
+    pids = worker_pids(server)
+    server.kill()
+    for pid in pids:
+        wait_until(lambda pid=pid: not pid_alive(pid), what=f"orphaned worker {pid} to exit")
 
 
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
+# ---- the supervisor's pure parts -------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT semantics")
+def test_reserved_port_is_shared_by_listeners_but_accepts_nothing_itself() -> None:
+    port, reserved = reserve_port("127.0.0.1", 0)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
+        assert port > 0 and len(reserved) == 1
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        listener.close()
+    finally:
+        for sock in reserved:
+            sock.close()
 
+
+def test_restart_backoff_doubles_on_quick_failures_and_resets_after_a_stable_run() -> None:
+    failures, delays = 0, []
+    for _ in range(12):
+        failures, delay = restart_backoff(failures, uptime=0.5)
+        delays.append(delay)
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.8]
+    assert delays[-1] == RESTART_BACKOFF_MAX
+    assert restart_backoff(failures, uptime=STABLE_AFTER) == (1, 0.1)

@@ -1,0 +1,104 @@
+"""The blocked-loop watchdog and the loop-lag sampler: in-process, then a served process
+on both loops whose handler blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from aiotcp.observe.lag import LagSampler
+from aiotcp.observe.stats import Stats
+from aiotcp.observe.watchdog import start_watchdog
+
+from support.clients import LineClient
+from support.metrics import free_port, http_get, scraped
+from support.process import APPS, SpawnServer
+from support.waiting import wait_until, wait_until_async
+
+
+def line_marked(path: Path, marker: str) -> int:
+    """The number of the line of ``path`` ending in ``marker`` (found, not hard-coded)."""
+    lines = path.read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.endswith(marker))
+
+
+# ---- in-process ----------------------------------------------------------------------------
+
+
+def block_the_loop() -> None:
+    time.sleep(0.3)  # WATCHDOG-TEST-LINE
+
+
+def test_watchdog_reports_a_stall_once_with_the_blocking_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stats = Stats()
+    line = line_marked(Path(__file__), "# WATCHDOG-TEST-LINE")
+
+    async def main() -> None:
+        watchdog = start_watchdog(asyncio.get_running_loop(), stats, 50)
+        try:
+            await asyncio.sleep(0.1)  # the loop turning normally is no stall
+            assert stats.loop_stalls == 0
+            block_the_loop()
+            await asyncio.sleep(0.1)
+        finally:
+            watchdog.stop()
+        assert not watchdog._thread.is_alive()
+
+    with caplog.at_level(logging.WARNING, logger="aiotcp.watchdog"):
+        asyncio.run(main())
+    reports = [r for r in caplog.records if r.name == "aiotcp.watchdog"]
+    assert len(reports) == 1
+    assert f"{__file__}:{line} in block_the_loop" in reports[0].getMessage()
+    assert stats.loop_stalls == 1
+
+
+def test_watchdog_rejects_a_zero_threshold() -> None:
+    async def main() -> None:
+        with pytest.raises(ValueError):
+            start_watchdog(asyncio.get_running_loop(), Stats(), 0)
+
+    asyncio.run(main())
+
+
+def test_lag_sampler_sees_a_blocked_loop() -> None:
+    stats = Stats()
+
+    async def main() -> None:
+        sampler = LagSampler(stats, interval=0.02)
+        sampler.start()
+        await asyncio.sleep(0)  # the sampler is now asleep
+        time.sleep(0.2)  # noqa: ASYNC251 - blocking is the point: it wakes >= 0.18 s late
+        await wait_until_async(lambda: stats.loop_lag_seconds >= 0.1, what="lag >= 0.1 s seen")
+        await sampler.aclose()
+
+    asyncio.run(main())
+
+
+# ---- a served process ----------------------------------------------------------------------
+
+
+def test_a_300ms_blocking_handler_is_reported_once_with_its_file_and_line(
+    spawn_server: SpawnServer,
+) -> None:
+    metrics_port = free_port()
+    server = spawn_server(["--app", "probe_apps:sleepy", "--block-threshold", "100",
+                           "--metrics-port", str(metrics_port), "--no-access-log"])
+    # Observers start after the listener; /readyz answering means the watchdog runs.
+    wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
+    with LineClient(server.port) as client:
+        assert client.ask("x") == "slept"
+    wait_until(lambda: scraped(metrics_port, "aiotcp_loop_stalls_total") == 1,
+               what="the stall counted on /metrics")
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    reports = [line for line in server.lines if "event loop blocked" in line]
+    assert len(reports) == 1, server.log
+    line = line_marked(APPS / "probe_apps.py", "# BLOCKING-LINE")
+    assert f"probe_apps.py:{line} in sleepy" in reports[0]
