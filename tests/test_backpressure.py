@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+
 import pytest
 
 from support.clients import ACK, LineClient, served
@@ -88,7 +89,9 @@ def test_non_reader_is_paused_not_buffered(write_timeout: float, spawn_server: S
     sampler.start()
     dropping = write_timeout < 10
     flooder = Flooder(
-        server.port, deadline=time.monotonic() + HANG_GUARD, stall_limit=None if dropping else STALLED
+        server.port,
+        deadline=time.monotonic() + HANG_GUARD,
+        stall_limit=None if dropping else STALLED,
     )
     flooder.start()
     probes = probes_while_blocked = 0

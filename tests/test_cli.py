@@ -14,6 +14,7 @@ import pytest
 from support.clients import ACK, LineClient
 from support.process import SpawnServer, run_aiotcp
 
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_serve_answers_and_stops_cleanly_on_signal(
     loop: str, sig: int, spawn_server: SpawnServer
@@ -73,7 +74,7 @@ def test_metrics_port_in_use_is_a_clear_error() -> None:
 
 
 def test_server_raises_its_soft_fd_limit_to_the_hard_limit(spawn_server: SpawnServer) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY:
         hard = 4096
     low = min(256, hard)

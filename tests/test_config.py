@@ -10,7 +10,6 @@ import pytest
 
 from aiotcp.cli import serve_parser
 from aiotcp.config import Config, ConfigError, build
-
 from support.process import run_aiotcp
 
 
@@ -64,11 +63,22 @@ def test_unknown_key_in_file_is_an_error(tmp_path: Path) -> None:
 def test_print_config_shows_the_merged_result(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text("write_timeout = 9\nhandler_timeout = 4\n")
-    r = run_aiotcp("serve", "--config", str(toml), "--handler-timeout", "2", "--print-config",
-                   env={"AIOTCP_IDLE_TIMEOUT": "5"})
+    r = run_aiotcp(
+        "serve",
+        "--config",
+        str(toml),
+        "--handler-timeout",
+        "2",
+        "--print-config",
+        env={"AIOTCP_IDLE_TIMEOUT": "5"},
+    )
     assert r.returncode == 0, r.stderr
     shown = json.loads(r.stdout)
-    assert (shown["handler_timeout"], shown["idle_timeout"], shown["write_timeout"]) == (2.0, 5.0, 9.0)
+    assert (shown["handler_timeout"], shown["idle_timeout"], shown["write_timeout"]) == (
+        2.0,
+        5.0,
+        9.0,
+    )
     assert set(shown) == {f.name for f in fields(Config)}
 
 

@@ -15,7 +15,6 @@ from aiotcp.apps import Ack
 from aiotcp.config import Config
 from aiotcp.connection import WRITE_HIGH_WATER, WRITE_LOW_WATER
 from aiotcp.server import Server
-
 from support.clients import ACK
 from support.fakes import FakeClock, FakeTransport
 
@@ -64,7 +63,9 @@ def test_no_write_for_a_partial_frame() -> None:
 def test_errors_and_replies_share_one_write_in_order() -> None:
     _, conn, t = connect()
     conn.data_received(b"a\n\xff\nb\n")
-    assert t.writes == ["已收到: a\nERR invalid-utf8 message is not valid UTF-8\n已收到: b\n".encode()]
+    assert t.writes == [
+        "已收到: a\nERR invalid-utf8 message is not valid UTF-8\n已收到: b\n".encode()
+    ]
     assert not t.closing
 
 

@@ -42,7 +42,9 @@ def test_fd_exhaustion_survives_and_recovers(loop: str, spawn_server: SpawnServe
         if loop == "asyncio":
             server.wait_for_log("WARNING aiotcp: out of file descriptors")
         else:
-            wait_until(lambda: any(closed_by_peer(s) for s in holders), what="an excess accept closed")
+            wait_until(
+                lambda: any(closed_by_peer(s) for s in holders), what="an excess accept closed"
+            )
         # Those it did accept are served while it is out of fds.
         first = holders[0]
         first.settimeout(HANG_GUARD)

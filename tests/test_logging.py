@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from aiotcp.observe import logs
-
 from support.clients import ACK, LineClient
 from support.process import SpawnServer
 from support.waiting import wait_until

@@ -16,7 +16,6 @@ from aiotcp.observe.endpoints import serve_endpoints
 from aiotcp.observe.prometheus import exposition, make_registry
 from aiotcp.observe.snapshots import SnapshotAggregator, SnapshotMirror, snapshot_path
 from aiotcp.observe.stats import Stats
-
 from support.clients import ACK, LineClient
 from support.metrics import free_port, http_get, samples, scrape, scraped
 from support.process import SpawnServer
@@ -168,9 +167,10 @@ def test_metrics_count_a_known_workload_exactly(spawn_server: SpawnServer) -> No
         "aiotcp_bytes_received_total": sent,
         "aiotcp_bytes_sent_total": sent + 12 * len(ACK.encode()),
     }
-    got = wait_until(lambda: (s := scrape(metrics_port)) and
-                     all(s.get(k) == v for k, v in want.items()) and s,
-                     what=f"/metrics to show {want}")
+    got = wait_until(
+        lambda: (s := scrape(metrics_port)) and all(s.get(k) == v for k, v in want.items()) and s,
+        what=f"/metrics to show {want}",
+    )
     assert got['aiotcp_errors_total{code="internal"}'] == 0
     assert got['aiotcp_connections_refused_total{reason="busy"}'] == 0
     assert "aiotcp_loop_lag_seconds" in got
@@ -182,14 +182,24 @@ def test_readyz_turns_503_while_draining_then_the_process_exits_0(
 ) -> None:
     metrics_port = free_port()
     release = tmp_path / "release"
-    server = spawn_server(["--app", "probe_apps:probe", "--metrics-port", str(metrics_port),
-                           "--shutdown-timeout", "20"])
+    server = spawn_server(
+        [
+            "--app",
+            "probe_apps:probe",
+            "--metrics-port",
+            str(metrics_port),
+            "--shutdown-timeout",
+            "20",
+        ]
+    )
     wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
     assert http_get(metrics_port, "/healthz") == (200, "ok\n")
     client = LineClient(server.port)
     client.send(f"wait {release}\n")
-    wait_until(lambda: scraped(metrics_port, "aiotcp_messages_received_total") == 1,
-               what="the wait in flight")
+    wait_until(
+        lambda: scraped(metrics_port, "aiotcp_messages_received_total") == 1,
+        what="the wait in flight",
+    )
     server.signal(signal.SIGTERM)
     wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 503, what="/readyz 503")
     assert http_get(metrics_port, "/healthz")[0] == 200

@@ -12,7 +12,6 @@ import pytest
 import aiotcp
 from aiotcp.apps import Ack
 from aiotcp.server import Server
-
 from support.clients import AsyncLineClient
 from support.inprocess import RunServer
 
@@ -102,7 +101,9 @@ def test_half_close_acks_complete_messages_then_closes(run_server: RunServer) ->
     assert out == "已收到: one\n已收到: two\n".encode()
 
 
-def test_handler_that_raises_gets_err_internal_and_connection_goes_on(run_server: RunServer) -> None:
+def test_handler_that_raises_gets_err_internal_and_connection_goes_on(
+    run_server: RunServer,
+) -> None:
     def handle(message: str, conn: object) -> str:
         if message == "boom":
             raise RuntimeError("boom")

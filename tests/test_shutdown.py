@@ -149,9 +149,7 @@ def test_slow_handler_is_aborted_at_the_deadline(spawn_server: SpawnServer) -> N
 
 
 def test_second_sigterm_forces_exit(spawn_server: SpawnServer) -> None:
-    server = spawn_server(
-        ["--app", "fault_apps:slow", "--shutdown-timeout", str(DRAIN_NEVER_ENDS)]
-    )
+    server = spawn_server(["--app", "fault_apps:slow", "--shutdown-timeout", str(DRAIN_NEVER_ENDS)])
     clients = [LineClient(server.port) for _ in range(3)]
     for c in clients:
         c.send("sleep:600\n")

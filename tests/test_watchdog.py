@@ -14,7 +14,6 @@ import pytest
 from aiotcp.observe.lag import LagSampler
 from aiotcp.observe.stats import Stats
 from aiotcp.observe.watchdog import start_watchdog
-
 from support.clients import LineClient
 from support.metrics import free_port, http_get, scraped
 from support.process import APPS, SpawnServer
@@ -88,14 +87,25 @@ def test_a_300ms_blocking_handler_is_reported_once_with_its_file_and_line(
     spawn_server: SpawnServer,
 ) -> None:
     metrics_port = free_port()
-    server = spawn_server(["--app", "probe_apps:sleepy", "--block-threshold", "100",
-                           "--metrics-port", str(metrics_port), "--no-access-log"])
+    server = spawn_server(
+        [
+            "--app",
+            "probe_apps:sleepy",
+            "--block-threshold",
+            "100",
+            "--metrics-port",
+            str(metrics_port),
+            "--no-access-log",
+        ]
+    )
     # Observers start after the listener; /readyz answering means the watchdog runs.
     wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
     with LineClient(server.port) as client:
         assert client.ask("x") == "slept"
-    wait_until(lambda: scraped(metrics_port, "aiotcp_loop_stalls_total") == 1,
-               what="the stall counted on /metrics")
+    wait_until(
+        lambda: scraped(metrics_port, "aiotcp_loop_stalls_total") == 1,
+        what="the stall counted on /metrics",
+    )
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
     reports = [line for line in server.lines if "event loop blocked" in line]

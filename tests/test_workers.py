@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from aiotcp.workers import RESTART_BACKOFF_MAX, STABLE_AFTER, reserve_port, restart_backoff
-
 from support.clients import ACK, LineClient
 from support.metrics import free_port, http_get, scrape, scraped
 from support.process import ServerProcess, SpawnServer, pid_alive, run_aiotcp
@@ -103,8 +102,10 @@ def test_sigterm_drains_every_worker_and_readyz_flips(
         if set(held) == pids:
             break
     assert set(held) == pids
-    wait_until(lambda: scraped(metrics_port, "aiotcp_messages_received_total") == messages,
-               what="both waits in flight")
+    wait_until(
+        lambda: scraped(metrics_port, "aiotcp_messages_received_total") == messages,
+        what="both waits in flight",
+    )
 
     server.signal(signal.SIGTERM)
     wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 503, what="/readyz 503")
@@ -163,16 +164,26 @@ def test_a_taken_metrics_port_fails_the_supervisor_before_any_worker(loop: str) 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        r = run_aiotcp("serve", "--port", "0", "--workers", "2", "--loop", loop,
-                       "--metrics-port", str(taken.getsockname()[1]))
+        r = run_aiotcp(
+            "serve",
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--loop",
+            loop,
+            "--metrics-port",
+            str(taken.getsockname()[1]),
+        )
     assert r.returncode == 1
     assert "cannot serve metrics" in r.stderr
     assert "listening on" not in r.stderr  # no worker was started
 
 
 def test_a_worker_that_cannot_boot_fails_the_supervisor(loop: str) -> None:
-    r = run_aiotcp("serve", "--port", "0", "--workers", "2", "--loop", loop,
-                   "--app", "no_such_module_here:app")
+    r = run_aiotcp(
+        "serve", "--port", "0", "--workers", "2", "--loop", loop, "--app", "no_such_module_here:app"
+    )
     assert r.returncode == 1
     assert "failed to start" in r.stderr
 
@@ -180,13 +191,20 @@ def test_a_worker_that_cannot_boot_fails_the_supervisor(loop: str) -> None:
 def test_a_second_sigterm_forces_the_drain(tmp_path: Path, spawn_server: SpawnServer) -> None:
     metrics_port = free_port()
     never = tmp_path / "never-created"
-    server = start(spawn_server, "--shutdown-timeout", str(DRAIN_NEVER_ENDS),
-                   "--metrics-port", str(metrics_port))
+    server = start(
+        spawn_server,
+        "--shutdown-timeout",
+        str(DRAIN_NEVER_ENDS),
+        "--metrics-port",
+        str(metrics_port),
+    )
     pids = worker_pids(server)
     client = LineClient(server.port)
     client.send(f"wait {never}\n")  # would hold the drain for as long as it is allowed
-    wait_until(lambda: scraped(metrics_port, "aiotcp_messages_received_total") == 1,
-               what="the wait in flight")
+    wait_until(
+        lambda: scraped(metrics_port, "aiotcp_messages_received_total") == 1,
+        what="the wait in flight",
+    )
     server.signal(signal.SIGTERM)
     server.wait_for_log("draining")  # the first signal was forwarded
     server.signal(signal.SIGTERM)

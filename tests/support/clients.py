@@ -11,6 +11,7 @@ import asyncio
 import select
 import socket
 import struct
+from typing import Self
 
 from .waiting import HANG_GUARD
 
@@ -85,7 +86,7 @@ class LineClient:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> LineClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

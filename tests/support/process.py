@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from .waiting import HANG_GUARD
 
@@ -66,8 +67,18 @@ class ServerProcess:
         preexec_fn: Callable[[], None] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.cmd = [sys.executable, "-m", "aiotcp", "serve", "--host", "127.0.0.1",
-                    "--port", "0", *(["--loop", loop] if loop else []), *args]
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "aiotcp",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *(["--loop", loop] if loop else []),
+            *args,
+        ]
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._stderr_closed = False
@@ -174,7 +185,7 @@ class ServerProcess:
                     return int(line.split()[1])
         raise AssertionError("no VmRSS in /proc status")
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -52,7 +52,9 @@ async def wait_until_async(
     return value
 
 
-def _poll(predicate: Callable[[], T | None], deadline: float, timeout: float, what: str) -> T | None:
+def _poll(
+    predicate: Callable[[], T | None], deadline: float, timeout: float, what: str
+) -> T | None:
     """The predicate's value if truthy; None to poll again; AssertionError past ``deadline``."""
     value = predicate()
     if value:
