@@ -39,7 +39,6 @@ class Flooder(threading.Thread):
         self.sock.settimeout(0.1)
         self.deadline = deadline
         self.sent = 0
-        self.started_at = 0.0
         self.dropped_at: float | None = None
         self.blocked_since: float | None = None
         self.stalled = False
@@ -47,7 +46,6 @@ class Flooder(threading.Thread):
 
     def run(self) -> None:
         view = memoryview(CHUNK)
-        self.started_at = time.monotonic()
         off = 0
         try:
             while self.sent < FLOOD_BYTES and time.monotonic() < self.deadline:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import resource
 import signal
-import socket
 
 import pytest
 
 from support.clients import ACK, LineClient
+from support.ports import taken_port
 from support.process import SpawnServer, run_aiotcp
 
 
@@ -51,10 +51,8 @@ def test_bad_app_is_a_clear_error(app: str, words: str) -> None:
 
 
 def test_port_in_use_is_a_clear_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        r = run_aiotcp("serve", "--host", "127.0.0.1", "--port", str(s.getsockname()[1]))
+    with taken_port() as port:
+        r = run_aiotcp("serve", "--host", "127.0.0.1", "--port", str(port))
     assert r.returncode == 1
     assert "cannot listen" in r.stderr and "Traceback" not in r.stderr
 
@@ -65,10 +63,8 @@ def test_bad_flag_value_exits_2() -> None:
 
 
 def test_metrics_port_in_use_is_a_clear_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        r = run_aiotcp("serve", "--port", "0", "--metrics-port", str(s.getsockname()[1]))
+    with taken_port() as port:
+        r = run_aiotcp("serve", "--port", "0", "--metrics-port", str(port))
     assert r.returncode == 1
     assert "cannot serve metrics" in r.stderr and "Traceback" not in r.stderr
 

@@ -9,6 +9,14 @@ from support.process import SpawnServer
 from support.waiting import wait_until
 
 
+def hold(port: int, n: int) -> list[LineClient]:
+    """``n`` clients, each served once: they hold ``n`` slots."""
+    clients = [LineClient(port) for _ in range(n)]
+    for i, c in enumerate(clients):
+        assert c.ask(f"c{i}") == f"{ACK}c{i}"
+    return clients
+
+
 def _refused(c: LineClient) -> str:
     """The refusal line of a client over a limit; asserts the server then closes it."""
     line = c.line()
@@ -19,9 +27,7 @@ def _refused(c: LineClient) -> str:
 
 def test_max_connections_refuses_then_recovers(spawn_server: SpawnServer) -> None:
     server = spawn_server(["--max-connections", "2"])
-    a, b = LineClient(server.port), LineClient(server.port)
-    assert a.ask("a") == ACK + "a"
-    assert b.ask("b") == ACK + "b"
+    a, b = hold(server.port, 2)
     c = LineClient(server.port)
     assert "limit 2" in _refused(c)
     c.close()
@@ -38,9 +44,7 @@ def test_max_connections_refuses_then_recovers(spawn_server: SpawnServer) -> Non
 
 def test_max_connections_per_ip(spawn_server: SpawnServer) -> None:
     server = spawn_server(["--max-connections-per-ip", "2"])
-    a, b = LineClient(server.port), LineClient(server.port)
-    assert a.ask("a") == ACK + "a"
-    assert b.ask("b") == ACK + "b"
+    a, b = hold(server.port, 2)
     c = LineClient(server.port)
     assert "127.0.0.1" in _refused(c)
     c.close()
@@ -60,8 +64,7 @@ def test_abrupt_disconnect_frees_the_slot(how: str, spawn_server: SpawnServer) -
     if how == "rst-async-busy":
         args += ["--app", "fault_apps:slow"]
     server = spawn_server(args)
-    a = LineClient(server.port)
-    assert a.ask("first") == ACK + "first"
+    (a,) = hold(server.port, 1)
     assert not served(server.port)  # the one slot is taken
     if how == "rst":
         a.reset()

@@ -17,7 +17,8 @@ from aiotcp.observe.prometheus import exposition, make_registry
 from aiotcp.observe.snapshots import SnapshotAggregator, SnapshotMirror, snapshot_path
 from aiotcp.observe.stats import Stats
 from support.clients import ACK, LineClient
-from support.metrics import free_port, http_get, samples, scrape, scraped
+from support.metrics import http_get, samples, scrape, scraped
+from support.ports import free_port
 from support.process import SpawnServer
 from support.waiting import wait_until, wait_until_async
 

@@ -15,7 +15,8 @@ from aiotcp.observe.lag import LagSampler
 from aiotcp.observe.stats import Stats
 from aiotcp.observe.watchdog import start_watchdog
 from support.clients import LineClient
-from support.metrics import free_port, http_get, scraped
+from support.metrics import http_get, scraped
+from support.ports import free_port
 from support.process import APPS, SpawnServer
 from support.waiting import wait_until, wait_until_async
 

@@ -14,7 +14,8 @@ import pytest
 
 from aiotcp.workers import RESTART_BACKOFF_MAX, STABLE_AFTER, reserve_port, restart_backoff
 from support.clients import ACK, LineClient
-from support.metrics import free_port, http_get, scrape, scraped
+from support.metrics import http_get, scrape, scraped
+from support.ports import free_port, taken_port
 from support.process import ServerProcess, SpawnServer, pid_alive, run_aiotcp
 from support.waiting import wait_until
 
@@ -26,6 +27,8 @@ RESTARTED = re.compile(r"worker (\d+) restarted \(pid (\d+)\)")
 SPREAD_ATTEMPTS = 300
 # A drain that cannot end by itself within any hang guard: only a second signal ends it.
 DRAIN_NEVER_ENDS = 600.0
+# ``aiotcp serve`` with two workers, for runs that are expected to fail at startup.
+SERVE_TWO = ("serve", "--port", "0", "--workers", "2")
 
 
 def worker_pids(server: ServerProcess) -> list[int]:
@@ -161,29 +164,15 @@ def test_metrics_sum_every_worker_exactly(spawn_server: SpawnServer) -> None:
 
 
 def test_a_taken_metrics_port_fails_the_supervisor_before_any_worker(loop: str) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        r = run_aiotcp(
-            "serve",
-            "--port",
-            "0",
-            "--workers",
-            "2",
-            "--loop",
-            loop,
-            "--metrics-port",
-            str(taken.getsockname()[1]),
-        )
+    with taken_port() as port:
+        r = run_aiotcp(*SERVE_TWO, "--loop", loop, "--metrics-port", str(port))
     assert r.returncode == 1
     assert "cannot serve metrics" in r.stderr
     assert "listening on" not in r.stderr  # no worker was started
 
 
 def test_a_worker_that_cannot_boot_fails_the_supervisor(loop: str) -> None:
-    r = run_aiotcp(
-        "serve", "--port", "0", "--workers", "2", "--loop", loop, "--app", "no_such_module_here:app"
-    )
+    r = run_aiotcp(*SERVE_TWO, "--loop", loop, "--app", "no_such_module_here:app")
     assert r.returncode == 1
     assert "failed to start" in r.stderr
 

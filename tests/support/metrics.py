@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from .waiting import HANG_GUARD
-
-
-def free_port() -> int:
-    """A loopback port free right now (``--metrics-port`` needs a number; 0 means off)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def samples(text: str | bytes) -> dict[str, float]:
