@@ -105,13 +105,8 @@ def test_pause_writing_on_a_closing_transport_does_not_touch_reading() -> None:
     assert transport.pauses == 0 and transport.resumes == 0
 
 
-@pytest.mark.parametrize("with_batch", [False, True])
-def test_data_received_never_raises_when_the_handler_raises(with_batch: bool) -> None:
-    handler: Any = Errors()
-    if with_batch:
-        # A batch that raises: the connection falls back to calling the handler per message.
-        handler.batch = lambda messages, conn: [handler(m, conn) for m in messages]
-    server, conn, transport = make(handler)
+def test_data_received_never_raises_when_the_handler_raises() -> None:
+    server, conn, transport = make(Errors())
     conn.data_received(b"a\nboom\nb\n")
     conn.data_received(b"c\n")
     lines = transport.lines()
@@ -120,6 +115,35 @@ def test_data_received_never_raises_when_the_handler_raises(with_batch: bool) ->
     assert lines[2:] == [ACK + "b", ACK + "c"]
     assert not transport.closing  # ERR internal keeps the connection open
     assert server.stats.errors.get("internal") == 1
+
+
+class CountingBatch:
+    """A batch handler that counts how often each message's side effect ran."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, message: str, conn: object) -> str:
+        return ACK + message
+
+    def batch(self, messages: list[str], conn: object) -> list[str]:
+        self.seen.extend(messages)
+        if "boom" in messages:
+            raise RuntimeError("boom")
+        return [ACK + m for m in messages]
+
+
+def test_a_batch_that_raises_is_logged_and_never_rerun(caplog: pytest.LogCaptureFixture) -> None:
+    handler = CountingBatch()
+    server, conn, transport = make(handler)
+    conn.data_received(b"a\nboom\nb\n")
+    conn.data_received(b"c\n")
+    lines = transport.lines()
+    assert [line.split(" ", 2)[:2] for line in lines[:3]] == [["ERR", "internal"]] * 3
+    assert lines[3] == ACK + "c"
+    assert handler.seen == ["a", "boom", "b", "c"]  # each side effect ran once
+    assert "handler raised RuntimeError" in caplog.text
+    assert not transport.closing
 
 
 def test_data_received_after_a_fatal_frame_error_is_ignored() -> None:

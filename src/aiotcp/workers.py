@@ -41,8 +41,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from aiotcp.config import Config
+from aiotcp.listeners import bind_sockets
 from aiotcp.observe.logs import ENV_WORKER_INDEX
-from aiotcp.observe.snapshots import ENV_DIR, ENV_SERIAL, SnapshotAggregator
+from aiotcp.observe.snapshots import ENV_DIR, ENV_SERIAL, ENV_TIMED, SnapshotAggregator
 
 log = logging.getLogger("aiotcp.workers")
 
@@ -67,34 +68,11 @@ BOOT = (
 def reserve_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
     """Bind unlistened SO_REUSEPORT sockets on every address of ``host`` at one port.
 
-    With ``port == 0`` the first address picks the port and the others follow (retried
-    if another process got it on a second family). Returns (port, sockets). Raises
-    OSError if the address cannot be bound.
+    With ``port == 0`` the first address picks the port and the others follow. Returns
+    (port, sockets). Raises OSError if the address cannot be bound.
     """
-    infos = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    addrs = list(dict.fromkeys((info[0], info[4]) for info in infos))
-    for _attempt in range(10):
-        socks: list[socket.socket] = []
-        chosen = port
-        try:
-            for family, sockaddr in addrs:
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((sockaddr[0], chosen, *sockaddr[2:]))
-                chosen = sock.getsockname()[1]
-            return chosen, socks
-        except OSError:
-            for sock in socks:
-                sock.close()
-            if port != 0 or len(socks) <= 1:
-                raise
-    raise OSError(f"could not find one free port on every address of {host!r}")
+    socks = bind_sockets(host, port, reuse_port=True, listen=False)
+    return socks[0].getsockname()[1], socks
 
 
 def restart_backoff(failures: int, uptime: float) -> tuple[int, float]:
@@ -254,6 +232,10 @@ class Supervisor:
         env[ENV_DIR] = self._stats_dir
         env[ENV_SERIAL] = str(slot.serial)
         env[ENV_WORKER_INDEX] = str(slot.index)
+        if self.config.metrics_port:
+            env[ENV_TIMED] = "1"  # ack latency is measured only where it is exported
+        else:
+            env.pop(ENV_TIMED, None)
         # Make the child import this very aiotcp, installed or not (src/ layout, tests).
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(
