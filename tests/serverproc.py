@@ -19,7 +19,7 @@ class ServerProcess:
     """A running server; ``stderr_lines`` fills from a reader thread."""
 
     def __init__(self, args: list[str], preexec_fn: Callable[[], None] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wait: bool = True) -> None:
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = os.pathsep.join([str(TESTS), full_env.get("PYTHONPATH", "")])
         full_env.update(env or {})
@@ -31,7 +31,7 @@ class ServerProcess:
         self.stderr_lines: list[str] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
-        self.port = self._wait_port()
+        self.port = self._wait_port() if wait else 0
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -52,6 +52,14 @@ class ServerProcess:
             time.sleep(0.02)
         self.kill()
         raise RuntimeError("server did not start:\n" + "\n".join(self.stderr_lines))
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> None:
+        """Wait until a log line contains ``text``; AssertionError at the deadline."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"{text!r} not logged; log:\n{self.log()}")
+            time.sleep(0.02)
 
     def log(self) -> str:
         with self._lock:

@@ -337,8 +337,11 @@ class Connection(asyncio.Protocol):
         t.write(self._encode_error("shutdown", "server is shutting down"))
         if eof or not t.can_write_eof():
             t.close()
-        else:
+            return
+        try:
             t.write_eof()
+        except OSError:  # the client is already gone (asyncio raises, uvloop does not)
+            t.abort()
 
     def end_linger(self) -> None:
         """Shutdown: stop waiting for the client's EOF after ERR shutdown; close."""

@@ -90,6 +90,21 @@ def worker_config(config: Config, port: int) -> Config:
     return config.replace(port=port, workers="1", reuse_port=True, metrics_port=0)
 
 
+def worker_environment(
+    config: Config, env: dict[str, str], stats_dir: str, serial: int, index: int
+) -> dict[str, str]:
+    """``env`` with what a worker needs: where to write its stats, its serial and index,
+    and whether to time ack latency (only when the supervisor exports it)."""
+    env[ENV_DIR] = stats_dir
+    env[ENV_SERIAL] = str(serial)
+    env[ENV_WORKER_INDEX] = str(index)
+    if config.metrics_port:
+        env[ENV_TIMED] = "1"
+    else:
+        env.pop(ENV_TIMED, None)
+    return env
+
+
 def worker_main(argv: list[str]) -> int:
     """Entry point of a worker process: ``argv[0]`` is the Config as JSON."""
     _die_with_parent()
@@ -228,14 +243,9 @@ class Supervisor:
         self._serials += 1
         slot.serial = self._serials
         slot.ready = False
-        env = dict(os.environ)
-        env[ENV_DIR] = self._stats_dir
-        env[ENV_SERIAL] = str(slot.serial)
-        env[ENV_WORKER_INDEX] = str(slot.index)
-        if self.config.metrics_port:
-            env[ENV_TIMED] = "1"  # ack latency is measured only where it is exported
-        else:
-            env.pop(ENV_TIMED, None)
+        env = worker_environment(
+            self.config, dict(os.environ), self._stats_dir, slot.serial, slot.index
+        )
         # Make the child import this very aiotcp, installed or not (src/ layout, tests).
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(
