@@ -7,6 +7,7 @@ often, and what the connection asks of its transport (flow control, close, half-
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -28,9 +29,14 @@ class Errors:
         return ACK + message
 
 
-def connect(handler: Any = None, **settings: Any) -> tuple[Server, Any, FakeTransport]:
-    """A server (default: the Ack app) and one connection made on a fake transport."""
+def connect(
+    handler: Any = None, clock: FakeClock | None = None, **settings: Any
+) -> tuple[Server, Any, FakeTransport]:
+    """A server (default: the Ack app) and one connection made on a fake transport; with
+    ``clock``, the server's coarse clock starts at its time (as ``start`` sets it)."""
     server = Server(handler if handler is not None else Ack(), Config(**settings))
+    if clock is not None:
+        server.registry.sweep(clock.now)
     conn = server.connection_class()
     transport = FakeTransport()
     transport.connect(conn)
@@ -69,13 +75,8 @@ def test_errors_and_replies_share_one_write_in_order() -> None:
     assert not t.closing
 
 
-@pytest.mark.parametrize("with_batch", [False, True])
-def test_data_received_never_raises_when_the_handler_raises(with_batch: bool) -> None:
-    handler: Any = Errors()
-    if with_batch:
-        # A batch that raises: the connection falls back to calling the handler per message.
-        handler.batch = lambda messages, conn: [handler(m, conn) for m in messages]
-    server, conn, t = connect(handler)
+def test_data_received_never_raises_when_the_handler_raises() -> None:
+    server, conn, t = connect(Errors())
     conn.data_received(b"a\nboom\nb\n")
     conn.data_received(b"c\n")
     assert len(t.writes) == 2  # still one write per read
@@ -84,14 +85,33 @@ def test_data_received_never_raises_when_the_handler_raises(with_batch: bool) ->
     assert server.stats.errors == {"internal": 1}
 
 
-def test_batch_that_raises_falls_back_to_one_by_one() -> None:
-    class Flaky(Ack):
-        def batch(self, messages: list[str], conn: object) -> list[str]:
-            raise RuntimeError("no batch today")
+class CountingBatch:
+    """A batch handler that counts how often each message's side effect ran."""
 
-    _, conn, t = connect(Flaky("p "))
-    conn.data_received(b"a\nb\n")
-    assert t.writes == [b"p a\np b\n"]
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, message: str, conn: object) -> str:
+        return ACK + message
+
+    def batch(self, messages: list[str], conn: object) -> list[str]:
+        self.seen.extend(messages)
+        if "boom" in messages:
+            raise RuntimeError("boom")
+        return [ACK + m for m in messages]
+
+
+def test_a_batch_that_raises_is_logged_and_never_rerun(caplog: pytest.LogCaptureFixture) -> None:
+    handler = CountingBatch()
+    _, conn, t = connect(handler)
+    conn.data_received(b"a\nboom\nb\n")
+    conn.data_received(b"c\n")
+    lines = t.lines()
+    assert [line.split(" ", 2)[:2] for line in lines[:3]] == [["ERR", "internal"]] * 3
+    assert lines[3] == ACK + "c"
+    assert handler.seen == ["a", "boom", "b", "c"]  # each side effect ran once
+    assert "handler raised RuntimeError" in caplog.text
+    assert not t.closing
 
 
 def test_data_received_after_a_fatal_frame_error_is_ignored() -> None:
@@ -155,29 +175,64 @@ def test_pause_writing_on_a_closing_transport_does_not_touch_reading() -> None:
     assert t.pauses == 0 and t.resumes == 0
 
 
-# ---- the coarse clock ----------------------------------------------------------------------
+# ---- deadlines: the registry's sweep, driven by a fake clock ---------------------------------
+
+IDLE = 10.0
+WRITE = 5.0
 
 
-def test_idle_clock_moves_on_complete_messages_only(clock: FakeClock) -> None:
-    server, conn, _ = connect()
-    server.clock = clock.now  # the sweep's coarse clock, as the server last read it
+def sweep(server: Server, clock: FakeClock, seconds: float) -> None:
+    """Let ``seconds`` pass and run the server's deadline sweep at the new time."""
+    server.registry.sweep(clock.advance(seconds))
+
+
+def test_idle_deadline_counts_complete_messages_only(clock: FakeClock) -> None:
+    server, conn, t = connect(clock=clock, idle_timeout=IDLE)
+    step = server.registry.interval  # a deadline may fire up to one sweep late
     conn.data_received(b"one\n")
-    assert conn.last_message == clock.now
-    server.clock = clock.advance(5)
+    sweep(server, clock, IDLE)
+    assert not t.closing  # exactly IDLE since the message: not yet
     conn.data_received(b"trickle, no newline")  # bytes, but no complete message
-    assert conn.last_message == clock.now - 5
-    server.clock = clock.advance(5)
-    conn.data_received(b"\n")
-    assert conn.last_message == clock.now
+    sweep(server, clock, step)
+    assert t.lines() == [ACK + "one", f"ERR idle-timeout no complete message for {IDLE:g}s"]
+    assert t.closing and conn.close_reason == "idle-timeout"
 
 
-def test_paused_since_is_the_clock_reading_at_the_pause(clock: FakeClock) -> None:
-    server, conn, _ = connect()
-    server.clock = clock.advance(3)
+def test_idle_deadline_moves_with_every_message(clock: FakeClock) -> None:
+    server, conn, t = connect(clock=clock, idle_timeout=IDLE)
+    step = server.registry.interval
+    for i in range(5):
+        sweep(server, clock, IDLE)
+        assert not t.closing, i
+        conn.data_received(b"m\n")
+    sweep(server, clock, IDLE + step / 2)
+    assert not t.closing
+    sweep(server, clock, step / 2)
+    assert t.closing and t.lines()[-1].startswith("ERR idle-timeout ")
+
+
+def test_write_deadline_counts_from_the_pause_and_aborts(clock: FakeClock) -> None:
+    server, conn, t = connect(clock=clock, write_timeout=WRITE, idle_timeout=0)
+    step = server.registry.interval
+    sweep(server, clock, 3)
     conn.pause_writing()
-    server.clock = clock.advance(3)
+    sweep(server, clock, 3)
     conn.pause_writing()  # a second pause does not restart the write timeout
     assert conn.paused_since == clock.now - 3
+    sweep(server, clock, WRITE - 3)
+    assert not t.closing
+    sweep(server, clock, step)
+    assert t.aborted and t.writes == []  # a client not reading is not written to
+    assert server.stats.errors == {"write-timeout": 1}
+
+
+def test_resuming_before_the_write_deadline_cancels_it(clock: FakeClock) -> None:
+    server, conn, t = connect(clock=clock, write_timeout=WRITE, idle_timeout=0)
+    conn.pause_writing()
+    sweep(server, clock, WRITE)
+    conn.resume_writing()
+    sweep(server, clock, 100 * WRITE)
+    assert not t.closing
 
 
 # ---- limits, timeouts, shutdown ------------------------------------------------------------
@@ -208,14 +263,6 @@ def test_idle_expiry_says_why_then_closes() -> None:
     assert conn.close_reason == "idle-timeout"
 
 
-def test_write_expiry_aborts_without_writing_more() -> None:
-    server, conn, t = connect()
-    conn.pause_writing()
-    conn.expire("write-timeout", "client is not reading its replies")
-    assert t.aborted and t.writes == []
-    assert server.stats.errors == {"write-timeout": 1}
-
-
 def test_shutdown_says_err_shutdown_then_half_closes_until_the_client_eof() -> None:
     _, conn, t = connect()
     conn.data_received(b"a\n")
@@ -227,3 +274,41 @@ def test_shutdown_says_err_shutdown_then_half_closes_until_the_client_eof() -> N
     conn.eof_received()
     assert t.closing
     assert conn.close_reason == "shutdown"
+
+
+class Closer:
+    """Closes the connection from the handler on ``bye``."""
+
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+
+    def __call__(self, message: str, conn: Any) -> str:
+        self.handled.append(message)
+        if message == "bye":
+            conn.close()
+        return ACK + message
+
+
+@pytest.mark.parametrize("invalid_first", [False, True])
+def test_close_from_a_sync_handler_sends_the_replies_of_the_read_then_closes(
+    invalid_first: bool,
+) -> None:
+    """Also when the read holds an invalid frame (the per-frame path)."""
+    handler = Closer()
+    first = b"\xff\n" if invalid_first else b""
+
+    async def main() -> FakeTransport:
+        _, conn, t = connect(handler, access_log=False)
+        conn.data_received(first + b"a\nbye\nlater\n")
+        conn.data_received(b"even-later\n")
+        assert not t.closing  # closes after this read's write, not before
+        await asyncio.sleep(0)
+        return t
+
+    t = asyncio.run(main())
+    lines = t.lines()
+    if invalid_first:
+        assert lines.pop(0).startswith("ERR invalid-utf8 ")
+    assert lines == [ACK + "a", ACK + "bye"]
+    assert t.closing
+    assert handler.handled == ["a", "bye"]  # no message after the closing one was handled

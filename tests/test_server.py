@@ -14,6 +14,7 @@ from aiotcp.apps import Ack
 from aiotcp.server import Server
 from support.clients import AsyncLineClient
 from support.inprocess import RunServer
+from support.waiting import wait_until_async
 
 
 def test_ack_replies_like_the_seed(run_server: RunServer) -> None:
@@ -240,24 +241,32 @@ def test_raw_framing_is_seed_compatible(run_server: RunServer) -> None:
     assert run_server(Ack(), client, framing="raw") == "已收到: 你好\n".encode()
 
 
-def test_streams_api_serves_the_articles_coroutine(run_server: RunServer) -> None:
-    async def handle_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            data = await reader.read(100)
-            if not data:
-                break
-            writer.write(f"已收到: {data.decode()}".encode())
-            await writer.drain()
-        writer.close()
-        await writer.wait_closed()
+async def article(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """The article's coroutine, as written there (prints removed)."""
+    while True:
+        data = await reader.read(100)
+        if not data:
+            break
+        writer.write(f"已收到: {data.decode()}".encode())
+        await writer.drain()
+    writer.close()
 
+
+async def stubborn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Ignores EOF: keeps the connection until cancelled."""
+    writer.write(b"hello\n")
+    await writer.drain()
+    await asyncio.sleep(3600)
+
+
+def test_streams_api_serves_the_articles_coroutine(run_server: RunServer) -> None:
     async def client(server: Server, port: int) -> tuple[str, int]:
         c = await AsyncLineClient.connect(port)
         await c.send("你好\n")
         line = await c.line()
         return line, server.stats.connections
 
-    line, live = run_server(handle_client, client, api="streams")
+    line, live = run_server(article, client, api="streams")
     assert line == "已收到: 你好"
     assert live == 1
 
@@ -297,3 +306,34 @@ def test_shutdown_sends_err_shutdown_to_idle_clients(run_server: RunServer) -> N
         return await c.until_eof()
 
     assert run_server(Ack(), client) == b"ERR shutdown server is shutting down\n"
+
+
+def test_streams_api_counts_bytes_out(run_server: RunServer) -> None:
+    async def client(server: Server, port: int) -> tuple[int, int]:
+        c = await AsyncLineClient.connect(port)
+        await c.send("你好")
+        assert (await c.exactly(len("已收到: 你好".encode()))).decode() == "已收到: 你好"
+        await c.close()
+        await wait_until_async(lambda: not server.registry.members, what="the connection gone")
+        return server.stats.bytes_sent, server.stats.bytes_received
+
+    sent, received = run_server(article, client, api="streams", access_log=False)
+    assert sent == len("已收到: 你好".encode())
+    assert received == len("你好".encode())
+
+
+@pytest.mark.parametrize("shutdown_timeout", [0.0, 1.5])
+def test_streams_api_shutdown_with_a_coroutine_that_outlives_the_linger(
+    run_server: RunServer, shutdown_timeout: float
+) -> None:
+    """The drain deadline aborts it; shutdown completes without raising."""
+    servers: list[Server] = []
+
+    async def client(server: Server, port: int) -> None:
+        servers.append(server)
+        c = await AsyncLineClient.connect(port)
+        assert await c.line() == "hello"
+        # Return with the connection open: shutdown finds the coroutine still running.
+
+    run_server(stubborn, client, api="streams", access_log=False, shutdown_timeout=shutdown_timeout)
+    assert len(servers[0].registry) == 0  # aborted at the deadline, and forgotten

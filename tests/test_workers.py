@@ -163,16 +163,18 @@ def test_metrics_sum_every_worker_exactly(spawn_server: SpawnServer) -> None:
     assert got['aiotcp_errors_total{code="internal"}'] == 0
 
 
-def test_a_taken_metrics_port_fails_the_supervisor_before_any_worker(loop: str) -> None:
+def test_a_taken_metrics_port_fails_the_supervisor_before_any_worker() -> None:
+    """Before any loop runs: once is enough."""
     with taken_port() as port:
-        r = run_aiotcp(*SERVE_TWO, "--loop", loop, "--metrics-port", str(port))
+        r = run_aiotcp(*SERVE_TWO, "--metrics-port", str(port))
     assert r.returncode == 1
     assert "cannot serve metrics" in r.stderr
     assert "listening on" not in r.stderr  # no worker was started
 
 
-def test_a_worker_that_cannot_boot_fails_the_supervisor(loop: str) -> None:
-    r = run_aiotcp(*SERVE_TWO, "--loop", loop, "--app", "no_such_module_here:app")
+def test_a_worker_that_cannot_boot_fails_the_supervisor() -> None:
+    """The app is imported before the worker's loop starts: once is enough."""
+    r = run_aiotcp(*SERVE_TWO, "--app", "no_such_module_here:app")
     assert r.returncode == 1
     assert "failed to start" in r.stderr
 

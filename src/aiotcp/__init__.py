@@ -15,18 +15,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiotcp.apps import Ack, Echo, blocking
+from aiotcp.app import App, State, blocking
+from aiotcp.apps import Ack, Echo
 from aiotcp.config import Config
 from aiotcp.connection import Connection
 from aiotcp.observe.stats import Stats
 from aiotcp.server import Server
 
-__all__ = ["Ack", "Config", "Connection", "Echo", "Server", "Stats", "blocking", "serve"]
+__all__ = [
+    "Ack", "App", "Config", "Connection", "Echo", "Server", "State", "Stats", "blocking", "serve",
+]
 __version__ = "0.1.0"
 
 
 def serve(handler: Any, **settings: Any) -> int:
-    """Serve ``handler`` until SIGINT/SIGTERM, then drain; returns the exit code (0).
+    """Serve ``handler`` (or an :class:`App`) until SIGINT/SIGTERM, then drain.
+
+    Returns the exit code (0 after a clean drain).
 
     ``settings`` are Config fields (``host``, ``port``, ``framing``, ``idle_timeout``...).
     With ``api="streams"`` the handler is a ``handle_client(reader, writer)`` coroutine.

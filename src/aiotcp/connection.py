@@ -1,23 +1,32 @@
 """One client connection: asyncio.Protocol <-> codec <-> handler.
 
-The hot path (a sync handler, every frame valid) is ``data_received``: one codec feed,
-one handler batch, one encode, one ``transport.write``. No Task, no coroutine, no timer
-and no logging per message. Everything else (frame errors, async and blocking handlers,
-handler errors) takes the slow path, chosen per read by one flag check.
+The class is chosen once per server by the handler's kind (``aiotcp.dispatch``), and
+its per-server constants (registry, dispatch, handler, codec factory) are class
+attributes of a subclass made for that server, so ``data_received`` never branches on
+a setting that is fixed for the server:
+
+``PrefixConnection``  replies ``prefix + message`` on bytes (the ack and echo apps)
+``BatchConnection``   one ``batch(messages, conn)`` call per read
+``InlineConnection``  a sync handler, called per message in a tight loop
+``QueuedConnection``  async and blocking handlers (``aiotcp.queued``)
+
+Each read is one codec feed, the handler calls, one encode and one ``transport.write``:
+no Task, coroutine, timer or log line per message. A read whose frames are not all
+valid takes ``_mixed``, which answers each frame in order. ``data_received`` never
+raises: every failure becomes an ``ERR`` reply.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections.abc import Callable
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiotcp.codecs import Codec, Frame, FrameError
-
-if TYPE_CHECKING:
-    from aiotcp.observe.stats import Stats
-    from aiotcp.server import Server
+from aiotcp.dispatch import Dispatch
+from aiotcp.observe.stats import Stats
+from aiotcp.registry import Registry
 
 # Output buffer marks, per connection. Above HIGH the client is not keeping up: stop
 # reading from it (so it cannot make us buffer more) until it drains below LOW. asyncio
@@ -25,70 +34,65 @@ if TYPE_CHECKING:
 WRITE_HIGH_WATER = 64 * 1024
 WRITE_LOW_WATER = 16 * 1024
 
-# Async and blocking handlers: replies are gathered and written together, but never
-# held back longer than this while later messages are still being handled.
-ASYNC_FLUSH_AFTER = 0.001
+# conn.send() (messages the server pushes, e.g. pub/sub) refuses to queue more than this
+# for a client that is not reading: Redis's client-output-buffer-limit for pub/sub
+# clients is 32 MB hard / 8 MB soft; one message server needs far less per client.
+PUSH_BACKLOG_LIMIT = 1024 * 1024
 
-MODE_INLINE = 0  # sync handler, called in data_received
-MODE_QUEUED = 1  # async or blocking handler, run in order by one worker per connection
+
+class Extra:
+    """Per-connection data most connections never need, made on first use."""
+
+    __slots__ = ("ip", "state")
+
+    def __init__(self) -> None:
+        self.ip: str | None = None
+        self.state: dict[str, Any] | None = None
 
 
 class Connection(asyncio.Protocol):
     """The server side of one client connection; also what handlers receive as ``conn``.
 
     Public to handlers: ``peer`` (the client's address), ``state`` (a dict for the
-    handler's own per-connection data), ``messages`` (messages received so far) and
-    ``close()``.
+    handler's own per-connection data), ``messages`` (messages received so far),
+    ``tls_subject``, ``send(text)`` and ``close()``.
     """
 
-    # Per-connection state only: memory per idle connection is a product figure. What
-    # is the same for every connection of a server is a class attribute of the subclass
-    # that connection_type() makes for that server.
+    # Per-connection state only: memory per idle connection is a product figure.
     __slots__ = (
         "_transport",
         "_codec",
+        "_closing",
+        "_extra",
         "last_message",
         "opened",
         "paused_since",
-        "_queue",
-        "_worker",
-        "_closing",
-        "_eof",
-        "_ip",
-        "_state",
         "slot",
         "messages",
-        "acked",
         "bytes_in",
         "bytes_out",
         "close_reason",
     )
 
-    _server: Server
-    _handle: Any
-    _batch: Any
-    _prefix: bytes | None
-    _mode: int
+    # Per-server constants: class attributes of the subclass connection_class() makes.
+    _registry: Registry
+    _dispatch: Dispatch
     _stats: Stats
-    _timed: bool
+    _handle: Any
+    _prefix: bytes
+    _new_codec: Callable[[], Codec]
 
     def __init__(self) -> None:
         self._transport: Any = None
-        # Made on the first read: a connection that only holds costs no codec.
-        self._codec: Codec | None = None
-        # A coarse clock reading shared with the server: no float is made per read.
-        self.last_message: float = self._server.clock
+        self._codec: Codec | None = None  # made on the first read: holding costs no codec
+        self._closing = False
+        self._extra: Extra | None = None
+        # A coarse clock reading shared with the registry: no float is made per read.
+        self.last_message: float = self._registry.clock
         self.opened: float = 0.0
         self.paused_since: float | None = None
-        self._queue: deque[Frame] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._closing = False
-        self._eof = False
-        self._ip: str | None = None
-        self._state: dict[str, Any] | None = None
-        self.slot = -1  # index in the server's registry while registered
+        self.slot = -1  # index in the registry while registered
         self.messages = 0  # frames received that were messages (not frame errors)
-        self.acked = 0  # messages the handler finished with (replied or not)
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_reason = "closed"
@@ -97,330 +101,363 @@ class Connection(asyncio.Protocol):
 
     @property
     def peer(self) -> Any:
-        """The client's address as the socket reports it, e.g. ``('127.0.0.1', 50000)``."""
+        """The client's address, e.g. ``('127.0.0.1', 50000)`` (from a PROXY header if on)."""
         return self._transport.get_extra_info("peername") if self._transport else None
 
     @property
+    def tls_subject(self) -> str | None:
+        """The verified client certificate's subject (``CN=...,O=...``), or None."""
+        cert = self._transport.get_extra_info("peercert") if self._transport else None
+        if not cert:
+            return None
+        parts = [f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn]
+        return ",".join(parts) or None
+
+    @property
     def state(self) -> dict[str, Any]:
-        if self._state is None:
-            self._state = {}
-        return self._state
+        """A dict for the handler's own per-connection data."""
+        extra = self._extra_data()
+        if extra.state is None:
+            extra.state = {}
+        return extra.state
+
+    @property
+    def acked(self) -> int:
+        """Messages the handler has finished with (sync kinds: all that were received)."""
+        return self.messages
+
+    @property
+    def ip(self) -> str | None:
+        """The client IP counted against the per-IP cap (None when that cap is off)."""
+        return self._extra.ip if self._extra is not None else None
+
+    @property
+    def busy(self) -> bool:
+        """True while a handler is still working on this connection's messages."""
+        return False
+
+    @property
+    def codec(self) -> Codec:
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._new_codec()
+        return codec
 
     def close(self) -> None:
-        """Close after the replies already written have been sent."""
-        if self._transport is not None and not self._transport.is_closing():
-            self._closing = True
-            self.close_reason = "handler"
-            self._transport.close()
+        """Close after the replies of this read (this message's included) are sent.
+
+        Later messages of the same read are not handled.
+        """
+        if self._closing or self._transport is None:
+            return
+        self._closing = True
+        self.close_reason = "handler"
+        asyncio.get_running_loop().call_soon(self._close_transport)
+
+    def send(self, text: str) -> bool:
+        """Push one frame to the client outside the reply order (e.g. a pub/sub message).
+
+        Returns False, sending nothing, if the connection is closing or already holds
+        PUSH_BACKLOG_LIMIT bytes the client has not read.
+        """
+        t = self._transport
+        if self._closing or t is None or t.is_closing():
+            return False
+        if t.get_write_buffer_size() > PUSH_BACKLOG_LIMIT:
+            return False
+        out = self.codec.encode([text])
+        self.bytes_out += len(out)
+        t.write(out)
+        return True
 
     # ---- asyncio.Protocol --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
-        refusal = self._server.admit(self, transport)
+        registry = self._registry
+        ip: str | None = None
+        if registry.max_per_ip:
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            self._extra_data().ip = ip
+        refusal = registry.admit(self, ip)
         if refusal is not None:
+            code, text = refusal
             self._closing = True
-            self.close_reason = "busy"
-            transport.write(self._encode_error("busy", refusal))  # type: ignore[attr-defined]
+            self.close_reason = code
+            transport.write(self._encode_error(code, text))  # type: ignore[attr-defined]
             transport.close()
             return
         transport.set_write_buffer_limits(  # type: ignore[attr-defined]
             high=WRITE_HIGH_WATER, low=WRITE_LOW_WATER
         )
 
-    def data_received(self, data: bytes) -> None:
-        """Frame, handle and reply. Never raises: every failure becomes an ERR reply."""
-        if self._closing:
-            return
-        if self._timed:
-            self._timed_data_received(data)
-            return
-        self._data_received(data)
-
-    def _timed_data_received(self, data: bytes) -> None:
-        """The same, recording how long the replies of this read took (metrics on)."""
-        started = perf_counter()
-        acked = self.acked
-        self._data_received(data)
-        n = self.acked - acked
-        if n:
-            self._stats.ack_latency.observe(perf_counter() - started, n)
-
-    def _data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        codec = self._codec
-        if codec is None:
-            codec = self._codec = self._server.new_codec()
-        prefix = self._prefix
-        if prefix is not None:
-            done = codec.prefix_frames(data, prefix)
-            if done is not None:
-                out, n = done
-                if n:
-                    self.messages += n
-                    self.acked += n
-                    self.last_message = self._server.clock
-                    self.bytes_out += len(out)
-                    self._transport.write(out)
-                return
-        frames = codec.feed(data)
-        if not frames:
-            return
-        n = len(frames)
-        self.messages += n
-        self.last_message = self._server.clock
-        if codec.clean and self._mode == MODE_INLINE and self._queue is None:
-            batch = self._batch
-            try:
-                if batch is not None:
-                    replies = batch(frames, self)
-                else:
-                    replies = self._run_inline(frames)  # type: ignore[arg-type]
-                out = codec.encode(replies) if replies else b""
-            except Exception:  # a batch that raised or returned something not str
-                replies = self._run_inline(frames)  # type: ignore[arg-type]
-                out = codec.encode(replies) if replies else b""
-            self.acked += n
-            if out:
-                self.bytes_out += len(out)
-                self._transport.write(out)
-            return
-        self._slow(frames)
-
     def eof_received(self) -> bool:
-        """Half-close: ack every complete message, then close. A partial frame is dropped."""
-        self._eof = True
-        if self._worker is None and self._closing and self.close_reason == "shutdown":
-            self._transport.close()  # the client has read ERR shutdown and closed too
-        elif self._worker is None and not self._closing:
+        """Half-close: every complete message is answered already; close after the replies."""
+        if not self._closing:
             self._closing = True
             self.close_reason = "eof"
-            self._transport.close()
+        self._close_transport()
         return True  # keep the write side open until our replies are out
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.close_reason in ("closed", "eof"):
             self.close_reason = "reset"
-        if self._worker is not None:
-            self._worker.cancel()
-            self._worker = None
-        self._server.forget(self)
+        self._registry.forget(self)
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its requests.
         if self.paused_since is None and self._transport is not None:
-            self.paused_since = self._server.clock
+            self.paused_since = self._registry.clock
             if not self._transport.is_closing():
                 self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         if self.paused_since is not None:
             self.paused_since = None
-            if self._transport is not None and not self._transport.is_closing():
-                self._transport.resume_reading()
+            t = self._transport
+            if t is not None and not t.is_closing() and not self._reading_held():
+                t.resume_reading()
 
-    # ---- the slow path -----------------------------------------------------------
+    def _reading_held(self) -> bool:
+        """True while something besides the output buffer keeps reading paused."""
+        return False
 
-    def _run_inline(self, frames: list[str]) -> list[str]:
+    # ---- replies -----------------------------------------------------------------
+
+    def _handle_each(self, frames: list[str]) -> list[Any]:
+        """Call the handler on each message, stopping after one whose handler closed.
+
+        Returns the raw replies (str, None or anything a handler returned), one per
+        handled message, and counts them as messages.
+        """
         handle = self._handle
-        out: list[str] = []
-        for m in frames:
+        replies: list[Any] = []
+        append = replies.append
+        try:
+            for m in frames:
+                append(handle(m, self))
+                if self._closing:
+                    break
+        except Exception as e:
+            self._recover(frames, replies, e)
+        self.messages += len(replies)
+        return replies
+
+    def _recover(self, frames: list[str], replies: list[Any], exc: Exception) -> None:
+        """The handler raised on ``frames[len(replies)]``: ERR internal, then go on."""
+        dispatch = self._dispatch
+        handle = self._handle
+        replies.append(dispatch.internal_error(exc))
+        for m in frames[len(replies) :]:
+            if self._closing:
+                return
             try:
-                r = handle(m, self)
+                replies.append(handle(m, self))
             except Exception as e:
-                r = self._internal_error(e)
-            if r is not None:
-                if type(r) is not str:
-                    r = self._internal_error(TypeError(f"handler returned {type(r).__name__}"))
-                out.append(r)
+                replies.append(dispatch.internal_error(e))
+
+    def _write_replies(self, codec: Codec, replies: list[Any]) -> None:
+        """Encode and write ``replies`` in one write; None means no reply."""
+        try:
+            out = codec.encode(replies) if replies else b""
+        except (TypeError, AttributeError):  # a None (no reply) or a non-str reply
+            strings = self._strings(replies)
+            out = codec.encode(strings) if strings else b""
+        if out:
+            self.bytes_out += len(out)
+            self._transport.write(out)
+
+    def _strings(self, replies: list[Any]) -> list[str]:
+        out: list[str] = []
+        for r in replies:
+            if r is None:
+                continue
+            out.append(r if type(r) is str else self._dispatch.not_a_reply(r))
         return out
 
-    @property
-    def codec(self) -> Codec:
-        codec = self._codec
-        if codec is None:
-            codec = self._codec = self._server.new_codec()
-        return codec
-
-    def _internal_error(self, exc: BaseException) -> str:
-        self._server.handler_failed(exc)
-        self._stats.error("internal")
-        return self.codec.error_reply("internal", "handler failed")
+    def _mixed(self, codec: Codec, frames: list[Frame]) -> None:
+        """A read whose frames include errors: answer each frame in order."""
+        replies: list[Any] = []
+        fatal: FrameError | None = None
+        for f in frames:
+            if type(f) is str:
+                replies.extend(self._handle_each([f]))
+                if self._closing:
+                    break
+            else:
+                assert isinstance(f, FrameError)
+                self._stats.error(f.code)
+                replies.append(codec.error_reply(f.code, f.text))
+                if f.fatal:
+                    fatal = f
+                    break
+        self._write_replies(codec, replies)
+        if fatal is not None:
+            self._closing = True
+            self.close_reason = fatal.code
+            self._transport.close()
 
     def _encode_error(self, code: str, text: str) -> bytes:
         self._stats.error(code)
         codec = self.codec
         return codec.encode([codec.error_reply(code, text)])
 
-    def _slow(self, frames: list[Frame]) -> None:
-        """Frames with errors, or a queued (async/blocking) handler."""
-        if self._mode == MODE_QUEUED or self._queue is not None:
-            if self._queue is None:
-                self._queue = deque()
-            self._queue.extend(frames)
-            if self._worker is None:
-                self._worker = self._server.spawn(self._work())
-            return
-        replies: list[str] = []
-        fatal: FrameError | None = None
-        for f in frames:
-            if type(f) is str:
-                replies.extend(self._run_inline([f]))
-                self.acked += 1
-            else:
-                assert isinstance(f, FrameError)
-                self.messages -= 1  # it was counted, but it is no message
-                self._stats.error(f.code)
-                replies.append(self.codec.error_reply(f.code, f.text))
-                if f.fatal:
-                    fatal = f
-                    break
-        if replies:
-            out = self.codec.encode(replies)
-            self.bytes_out += len(out)
-            self._transport.write(out)
-        if fatal is not None:
-            self._closing = True
-            self.close_reason = fatal.code
-            self._transport.close()
+    def _extra_data(self) -> Extra:
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = Extra()
+        return extra
 
-    async def _work(self) -> None:
-        """Run queued messages through an async or blocking handler, in order."""
-        server = self._server
-        codec = self.codec
-        queue = self._queue
-        assert queue is not None
-        loop = asyncio.get_running_loop()
-        pending: list[str] = []
-        timer: asyncio.TimerHandle | None = None
-        fatal = False
+    def _close_transport(self) -> None:
+        t = self._transport
+        if t is not None and not t.is_closing():
+            t.close()
 
-        def flush() -> None:
-            nonlocal timer
-            if timer is not None:
-                timer.cancel()
-                timer = None
-            if pending:
-                self._write_replies(pending)
-                pending.clear()
-
-        try:
-            while queue and not fatal:
-                f = queue.popleft()
-                if type(f) is str:
-                    r = await server.call_handler(self, f)
-                    self.acked += 1
-                    if r is not None:
-                        pending.append(r)
-                else:
-                    assert isinstance(f, FrameError)
-                    self.messages -= 1
-                    self._stats.error(f.code)
-                    pending.append(codec.error_reply(f.code, f.text))
-                    fatal = f.fatal
-                    if fatal:
-                        self.close_reason = f.code
-                if pending:
-                    if not queue or fatal:
-                        flush()
-                    elif timer is None:
-                        # Never hold a reply back behind a slow message queued after it.
-                        timer = loop.call_later(ASYNC_FLUSH_AFTER, flush)
-        finally:
-            if timer is not None:
-                timer.cancel()
-            self._worker = None
-        if fatal or self._eof or self._closing:
-            self._closing = True
-            if self._server.shutting_down and not fatal and not self._eof:
-                self._end_with_shutdown()
-                return
-            self._transport.close()
-
-    def _write_replies(self, replies: list[str]) -> None:
-        out = self.codec.encode(replies)
-        self.bytes_out += len(out)
-        if not self._transport.is_closing():
-            self._transport.write(out)
-
-    # ---- called by the server ----------------------------------------------------
+    # ---- called by the registry and the server -------------------------------------
 
     def shut_down(self) -> None:
-        """Graceful stop: finish queued messages, then ``ERR shutdown`` and close."""
+        """Graceful stop: ``ERR shutdown`` after the replies already written, half-close."""
         if self._closing or self._transport is None:
             return
         self._closing = True
         self.close_reason = "shutdown"
-        if self._transport.is_closing():
-            return
-        # Reading goes on (data_received drops input once closing): closing a socket
-        # with unread input makes the kernel send RST, which can destroy the replies
-        # and the ERR line still on their way to the client.
-        if self._worker is None:
-            self._end_with_shutdown()
-        # else: _work writes ERR shutdown and closes when its queue is empty
+        if not self._transport.is_closing():
+            self._end_with_shutdown(eof=False)
 
-    def _end_with_shutdown(self) -> None:
+    def _end_with_shutdown(self, eof: bool) -> None:
         """ERR shutdown, then half-close: FIN after the replies; close at the client's EOF
-        (or when the server's drain deadline aborts what is left)."""
+        (or when the server's drain deadline aborts what is left).
+
+        Reading goes on meanwhile (input is dropped once closing): closing a socket with
+        unread input makes the kernel send RST, which can destroy the replies and the
+        ERR line still on their way to the client.
+        """
         t = self._transport
         t.write(self._encode_error("shutdown", "server is shutting down"))
-        if self._eof or not t.can_write_eof():
+        if eof or not t.can_write_eof():
             t.close()
-        else:
+            return
+        try:
             t.write_eof()
+        except OSError:  # the client is already gone (asyncio raises, uvloop does not)
+            t.abort()
 
     def end_linger(self) -> None:
         """Shutdown: stop waiting for the client's EOF after ERR shutdown; close."""
-        t = self._transport
-        if self.close_reason == "shutdown" and self._worker is None and t is not None:
-            if not t.is_closing():
-                t.close()
+        if self.close_reason == "shutdown" and not self.busy:
+            self._close_transport()
 
     def expire(self, code: str, text: str) -> None:
         """Close for a timeout (idle, write): tell the client why if it can still hear."""
-        if self._transport is None or self._transport.is_closing():
+        t = self._transport
+        if t is None or t.is_closing():
             return
         self._closing = True
         self.close_reason = code
         if code == "write-timeout":
             # The client is not reading: more bytes would only queue. Drop it.
             self._stats.error(code)
-            self._transport.abort()
+            t.abort()
             return
-        self._transport.write(self._encode_error(code, text))
-        self._transport.close()
+        t.write(self._encode_error(code, text))
+        t.close()
 
     def abort(self) -> None:
         if self._transport is not None:
+            self._closing = True
             self.close_reason = "aborted"
             self._transport.abort()
 
-    @property
-    def ip(self) -> str | None:
-        return self._ip
 
-    @ip.setter
-    def ip(self, value: str | None) -> None:
-        self._ip = value
+class InlineConnection(Connection):
+    """A sync handler, called inline per message; one write per read."""
 
-    @property
-    def busy(self) -> bool:
-        """True while an async/blocking handler is still working on this connection."""
-        return self._worker is not None
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.bytes_in += len(data)
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._new_codec()
+        frames = codec.feed(data)
+        if not frames:
+            return
+        self.last_message = self._registry.clock
+        if codec.clean:
+            self._write_replies(codec, self._handle_each(frames))  # type: ignore[arg-type]
+        else:
+            self._mixed(codec, frames)
 
 
-def connection_type(server: Server) -> type[Connection]:
-    """A Connection subclass whose class attributes are ``server``'s per-server constants."""
-    attrs = {
-        "__slots__": (),
-        "_server": server,
-        # staticmethod: a plain function must not become a method of the connection.
-        "_handle": staticmethod(server.handler),
-        "_batch": staticmethod(server.batch) if server.batch is not None else None,
-        "_prefix": server.reply_prefix,
-        "_mode": server.mode,
-        "_stats": server.stats,
-        "_timed": server.timed,
-    }
-    return type("Connection", (Connection,), attrs)
+class BatchConnection(Connection):
+    """A sync ``batch(messages, conn)``: one call per read."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.bytes_in += len(data)
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._new_codec()
+        frames = codec.feed(data)
+        if not frames:
+            return
+        self.last_message = self._registry.clock
+        if codec.clean:
+            self.messages += len(frames)
+            self._write_replies(codec, self._dispatch.run_batch(self, frames))  # type: ignore[arg-type]
+        else:
+            self._mixed(codec, frames)
+
+
+class PrefixConnection(Connection):
+    """Replies that are always ``prefix + message``, answered on bytes when they can be."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.bytes_in += len(data)
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._new_codec()
+        done = codec.prefix_frames(data, self._prefix)
+        if done is not None:
+            out, n = done
+            if n:
+                self.messages += n
+                self.last_message = self._registry.clock
+                self.bytes_out += len(out)
+                self._transport.write(out)
+            return
+        frames = codec.feed(data)
+        if not frames:
+            return
+        self.last_message = self._registry.clock
+        if codec.clean:
+            self._write_replies(codec, self._handle_each(frames))  # type: ignore[arg-type]
+        else:
+            self._mixed(codec, frames)
+
+
+def timed(cls: type[Connection], stats: Stats) -> type[Connection]:
+    """A subclass of ``cls`` that records how long the replies of each read took."""
+    base = cls.data_received
+    observe = stats.ack_latency.observe
+
+    def data_received(self: Connection, data: bytes) -> None:
+        started = perf_counter()
+        before = self.messages
+        base(self, data)
+        n = self.messages - before
+        if n > 0:
+            observe(perf_counter() - started, n)
+
+    return type(cls.__name__, (cls,), {"__slots__": (), "data_received": data_received})
+

@@ -1,19 +1,23 @@
 """Run a server as a process: logging, fd limit, event loop, signals, observers.
 
 ``run(config)`` is what ``aiotcp serve`` calls (and each worker process). It returns
-the process exit code: 0 after a clean drain, 1 if the server could not start.
+the process exit code: 0 after a clean drain; 1 if the app cannot be loaded, its
+lifespan's startup raised, or the address cannot be bound; 2 if a setting needs an
+extra that is not installed. Each failure is one log line, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import resource
 import signal
 from collections.abc import Callable
 from typing import Any
 
-from aiotcp.apps import AppError, load_app
+from aiotcp.app import AppError, LifespanError
+from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.server import Server
 
@@ -60,9 +64,30 @@ def loop_factory(config: Config) -> Callable[[], asyncio.AbstractEventLoop] | No
     return factory
 
 
+# What a setting needs installed: (module, the extra that brings it).
+METRICS_NEEDS = (("aiohttp", "metrics"), ("prometheus_client", "metrics"))
+
+
+def missing_extra(config: Config) -> str | None:
+    """One line naming the install command if a setting needs a library that is missing."""
+    if config.metrics_port:
+        for module, extra in METRICS_NEEDS:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return (
+                    f"--metrics-port needs {module}: pip install 'aiotcp[{extra}]'"
+                )
+    return None
+
+
 def run(config: Config, handler: Any = None) -> int:
     """Serve ``handler`` (default: the app ``config`` names) until SIGINT/SIGTERM."""
     configure_logging(config)
+    missing = missing_extra(config)
+    if missing is not None:
+        log.error("%s", missing)
+        return 2
     raise_nofile_limit()
     try:
         app = handler if handler is not None else load_app(config)
@@ -80,8 +105,14 @@ async def serve_async(config: Config, handler: Any) -> int:
     observers: list[Any] = []
     try:
         await server.start()
+    except (LifespanError, AppError) as e:
+        log.error("startup failed: %s", e)
+        return 1
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, e.strerror or e)
+        return 1
+    except Exception as e:
+        log.error("startup failed: %s: %s", type(e).__name__, e)
         return 1
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_shutdown)
@@ -105,10 +136,6 @@ async def serve_async(config: Config, handler: Any) -> int:
 
 async def start_observers(config: Config, server: Server) -> list[Any]:
     """Metrics server, loop-lag sampler and blocked-loop watchdog, as configured."""
-    started: list[Any] = []
-    try:
-        from aiotcp.observe import hooks
-    except ImportError:
-        return started
-    started.extend(await hooks.start(config, server))
-    return started
+    from aiotcp.observe import hooks
+
+    return list(await hooks.start(config, server))

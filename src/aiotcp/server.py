@@ -1,114 +1,129 @@
-"""Server lifecycle: startup -> serve -> shutdown.
+"""Server lifecycle, in named phases.
 
-Startup binds the listeners. Serving owns the connection registry, the limits, one
-coarse timer sweep for every connection's deadlines, and a TaskGroup holding every task
-the server starts. Shutdown, in a fixed order: close the listeners, ask every connection
-to finish (ack what arrived, ``ERR shutdown``, close), wait up to ``shutdown_timeout``,
-then abort what is left. A second request aborts at once.
+startup   run the app's lifespan (open its pools), start the TaskGroup and thread pool,
+          then bind the listeners and start the deadline sweep. Nothing listens before
+          the lifespan is up, so no client waits on an app that is not ready. A failure
+          undoes whatever had started, in reverse, and raises.
+serve     the registry admits connections; the connection class chosen once for the
+          handler's kind serves each; the sweep expires idle and stuck clients.
+shutdown  close the listeners -> ask every connection to finish (answer what arrived,
+          ``ERR shutdown``, half-close) -> wait up to ``shutdown_timeout`` -> abort what
+          is left -> stop the TaskGroup and thread pool -> exit the lifespan. A second
+          request aborts at once; the lifespan still exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
-import os
 import time
-import traceback
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
-from aiotcp import apps
+from aiotcp.app import App, as_app
 from aiotcp.codecs import Codec, make_codec
 from aiotcp.config import Config
-from aiotcp.connection import MODE_INLINE, MODE_QUEUED, Connection, connection_type
-from aiotcp.observe.logs import log_access
-from aiotcp.observe.snapshots import ENV_DIR as WORKER_STATS_ENV
+from aiotcp.connection import (
+    BatchConnection,
+    Connection,
+    InlineConnection,
+    PrefixConnection,
+    timed,
+)
+from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, Dispatch
+from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, bind_sockets
 from aiotcp.observe.stats import Stats
+from aiotcp.queued import QueuedConnection
+from aiotcp.registry import Registry, default_max_connections
 from aiotcp.streams import StreamsConnection
 
 log = logging.getLogger("aiotcp")
 
-# Deadlines are checked by one sweep over the registry, SWEEP_DIVISIONS times per the
-# shortest timeout, so a deadline fires at most 1/SWEEP_DIVISIONS late and ten thousand
-# idle connections cost no timer churn.
-SWEEP_DIVISIONS = 8
-SWEEP_MIN = 0.01
-SWEEP_MAX = 1.0
-
-# Listen backlog: a storm of a thousand connects must not overflow the accept queue
-# (the kernel caps it at net.core.somaxconn).
-LISTEN_BACKLOG = 4096
-
 # On shutdown, how long a half-closed connection waits for the client's EOF.
 SHUTDOWN_LINGER = 1.0
 
-# Connection open times (for the access log) are kept to this many seconds.
-OPENED_PRECISION = 0.01
+# Running out of fds is logged at most once per interval, not per failed accept.
+EMFILE_LOG_INTERVAL = 10.0
 
-# At most this many handler tracebacks are logged per interval; the rest are counted.
-TRACEBACKS_PER_INTERVAL = 5
-LOG_INTERVAL = 10.0
+ProtocolFactory = Callable[[], asyncio.Protocol]
 
-# fds kept back from the connection cap for listeners, logs, the metrics server, threads.
-def default_max_connections(nofile: int) -> int:
-    """The connection cap derived from the fd limit ``nofile``."""
-    reserve = 32 if nofile > 256 else 16
-    return max(1, nofile - reserve)
+
+def connection_class(
+    dispatch: Dispatch, registry: Registry, stats: Stats, new_codec: Callable[[], Codec]
+) -> type[Connection]:
+    """The connection class for ``dispatch``'s handler kind, bound to one server."""
+    kinds: dict[str, type[Connection]] = {
+        KIND_PREFIX: PrefixConnection,
+        KIND_BATCH: BatchConnection,
+        KIND_INLINE: InlineConnection,
+        KIND_QUEUED: QueuedConnection,
+    }
+    base = kinds[dispatch.kind]
+    attrs = {
+        "__slots__": (),
+        "_registry": registry,
+        "_dispatch": dispatch,
+        "_stats": stats,
+        # staticmethod: a plain function must not become a method of the connection.
+        "_handle": staticmethod(dispatch.handler),
+        "_prefix": dispatch.reply_prefix or b"",
+        "_new_codec": staticmethod(new_codec),
+    }
+    cls: type[Connection] = type(base.__name__, (base,), attrs)
+    if dispatch.timed and dispatch.kind != KIND_QUEUED:
+        cls = timed(cls, stats)  # queued handlers are timed per call by Dispatch
+    return cls
 
 
 class Server:
-    """An aiotcp server for one handler (or a streams ``handle_client``) and one Config.
+    """An aiotcp server for one app (a handler, or a streams ``handle_client``) and one Config.
 
-    Use as ``async with Server(handler, config) as server: await server.serve_until_stopped()``
-    or call :meth:`start` and :meth:`shutdown` from the same task.
+    ``async with Server(app, config) as server: await server.serve_until_stopped()``, or
+    :meth:`start` and :meth:`shutdown` from the same task.
     """
 
-    def __init__(self, handler: Any, config: Config, stats: Stats | None = None) -> None:
+    def __init__(self, app: Any, config: Config, stats: Stats | None = None) -> None:
         self.config = config.validate()
         self.stats = stats if stats is not None else Stats()
-        self.stats.live = self.live_totals
-        self.handler = handler
+        self.app: App = as_app(app)
         self.streams = config.api == "streams"
-        queued = apps.is_async(handler) or apps.is_blocking(handler)
-        self.mode = MODE_QUEUED if queued else MODE_INLINE
-        self.batch = None if queued else getattr(handler, "batch", None)
-        # A handler whose reply is always prefix + message is answered on bytes.
-        prefix = None if queued else getattr(handler, "reply_prefix", None)
-        self.reply_prefix = prefix.encode() if isinstance(prefix, str) else None
-        # Ack latency is measured only where it is exported (two clock reads per read):
-        # with a metrics port, or in a worker whose supervisor exports it.
-        self.timed = config.metrics_port > 0 or WORKER_STATS_ENV in os.environ
-        self.blocking = apps.is_blocking(handler)
-        self.clock = 0.0
-        self.shutting_down = False
+        max_connections = config.max_connections or default_max_connections(_nofile())
+        self.registry = Registry(config, self.stats, max_connections)
+        self.dispatch = Dispatch(self.app.target, config, self.stats)
+        self.connection_class = connection_class(
+            self.dispatch, self.registry, self.stats, self.new_codec
+        )
         self.addresses: list[tuple[str, int]] = []
-        # A list with each connection's index in its ``slot``: O(1) add and remove at
-        # 16 bytes a connection, where a set costs ~50.
-        self.registry: list[Any] = []
-        self._per_ip: dict[str, int] = {}
-        self._max_connections = config.max_connections or default_max_connections(_nofile())
+        # Set before start() to wrap every connection (TLS, PROXY protocol).
+        self.wrap_protocol: Callable[[ProtocolFactory], ProtocolFactory] | None = None
         self._listeners: list[asyncio.AbstractServer] = []
-        self._tg: asyncio.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._stop = asyncio.Event()
         self._stop_requests = 0
         self._drained = asyncio.Event()
-        self._executor: ThreadPoolExecutor | None = None
-        self._tracebacks_logged = 0
-        self._tracebacks_window = 0.0
-        self._emfile_logged_at = -LOG_INTERVAL
-        self._sweep_interval = _sweep_interval(config)
+        self.registry.on_empty = self._drained.set
         self._sweeper: asyncio.Task[None] | None = None
-        self.connection_class = connection_type(self)
-        self._opened_clock = 0.0
+        self._emfile_logged_at = -EMFILE_LOG_INTERVAL
+
+    @property
+    def handler(self) -> Any:
+        return self.dispatch.handler
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.registry.shutting_down
 
     @property
     def ready(self) -> bool:
         """True while serving; False before start and once shutdown began."""
-        return bool(self._listeners) and not self.shutting_down
+        return bool(self._listeners) and not self.registry.shutting_down
 
-    # ---- lifecycle ---------------------------------------------------------------
+    def new_codec(self) -> Codec:
+        return make_codec(self.config.framing, self.config.max_line)
+
+    # ---- startup -------------------------------------------------------------------
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -118,39 +133,67 @@ class Server:
         await self.shutdown()
 
     async def start(self) -> None:
-        """Bind the listeners and start serving. Raises OSError if the address is taken."""
-        loop = asyncio.get_running_loop()
-        self.clock = loop.time()
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        self._install_accept_error_handler(loop)
-        if self.blocking:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.config.threads or None, thread_name_prefix="aiotcp-blocking"
-            )
-        factory = self._streams_factory if self.streams else self._connection_factory
-        listener = await loop.create_server(
-            factory,
-            self.config.host,
-            self.config.port,
-            backlog=LISTEN_BACKLOG,
-            reuse_port=self.config.reuse_port or None,
-        )
-        self._listeners.append(listener)
+        """Startup: lifespan, TaskGroup and threads, listeners, sweep.
+
+        Raises what the lifespan raised, or OSError if the address cannot be bound,
+        after undoing whatever had started.
+        """
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await stack.enter_async_context(self.app.running())
+            tasks = await stack.enter_async_context(asyncio.TaskGroup())
+            loop = asyncio.get_running_loop()
+            self.registry.clock = loop.time()
+            previous = loop.get_exception_handler()
+            loop.set_exception_handler(self._accept_error_handler(previous))
+            stack.callback(loop.set_exception_handler, previous)
+            self.dispatch.start(tasks)
+            stack.callback(self.dispatch.stop)
+            await self._listen(loop)
+            self._sweeper = tasks.create_task(self._sweep())
+        except BaseException:
+            for listener in self._listeners:
+                listener.close()
+            self._listeners.clear()
+            # Undone as a normal exit (a TaskGroup would wrap the error in a group); the
+            # lifespan's code after its yield runs, closing what it opened.
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        factory: ProtocolFactory
+        if self.streams:
+            registry, dispatch, max_line = self.registry, self.dispatch, self.config.max_line
+
+            def factory() -> asyncio.Protocol:
+                return StreamsConnection(registry, dispatch, max_line)
+        else:
+            factory = self.connection_class
+        if self.wrap_protocol is not None:
+            factory = self.wrap_protocol(factory)
+        uvloop = type(loop).__module__.startswith("uvloop")
+        accepts = LISTEN_BACKLOG if uvloop else ASYNCIO_ACCEPTS_PER_TURN
+        socks = bind_sockets(self.config.host, self.config.port, self.config.reuse_port)
+        try:
+            for sock in socks:
+                listener = await loop.create_server(factory, sock=sock, backlog=accepts)
+                sock.listen(LISTEN_BACKLOG)  # the loop's listen() used ``accepts``
+                self._listeners.append(listener)
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
         # The address is always announced, whatever the level: scripts and tests that
         # bind port 0 read it (like uvicorn's "running on" line).
         level = max(logging.INFO, log.getEffectiveLevel())
-        for sock in listener.sockets:
+        for sock in socks:
             host, port = sock.getsockname()[:2]
             self.addresses.append((host, port))
             log.log(level, "aiotcp listening on %s:%d", host, port)
-        self._sweeper = self._tg.create_task(self._sweep())
 
-    def _connection_factory(self) -> Connection:
-        return self.connection_class()
-
-    def _streams_factory(self) -> StreamsConnection:
-        return StreamsConnection(self)
+    # ---- serve ---------------------------------------------------------------------
 
     async def serve_until_stopped(self) -> None:
         """Serve until :meth:`request_shutdown` is called."""
@@ -162,237 +205,85 @@ class Server:
         self._stop.set()
         if self._stop_requests > 1:
             log.warning("second stop request: aborting %d connection(s)", len(self.registry))
-            for conn in list(self.registry):
+            for conn in list(self.registry.members):
                 conn.abort()
 
+    async def _sweep(self) -> None:
+        """Advance the coarse clock and expire connections past their deadlines."""
+        loop = asyncio.get_running_loop()
+        interval = self.registry.interval
+        while not self.registry.shutting_down:
+            await asyncio.sleep(interval)
+            self.registry.sweep(loop.time())
+
+    # ---- shutdown ------------------------------------------------------------------
+
     async def shutdown(self) -> None:
-        """Close listeners, drain connections up to ``shutdown_timeout``, abort the rest."""
-        if self._tg is None:
+        """Close listeners, drain up to ``shutdown_timeout``, abort the rest, exit the lifespan."""
+        stack, self._stack = self._stack, None
+        if stack is None:
             return
-        self.shutting_down = True
+        registry = self.registry
+        registry.shutting_down = True
         self._stop.set()
         for listener in self._listeners:
             listener.close()
-        n = len(self.registry)
-        if n:
-            log.info("shutting down: draining %d connection(s)", n)
-        for conn in list(self.registry):
-            conn.shut_down()
-        if self.registry:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.config.shutdown_timeout
-            # Half-closed connections wait a moment for the client's EOF (so that no
-            # unread input turns the close into a RST), then close anyway.
-            try:
-                async with asyncio.timeout(min(SHUTDOWN_LINGER, self.config.shutdown_timeout)):
-                    await self._drained.wait()
-            except TimeoutError:
-                for conn in list(self.registry):
-                    conn.end_linger()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._drained.wait()
-            except TimeoutError:
-                log.warning(
-                    "shutdown deadline passed: aborting %d connection(s)", len(self.registry)
-                )
-                for conn in list(self.registry):
-                    conn.abort()
-        # Give aborted transports their connection_lost before the group closes.
-        while self.registry:
-            await asyncio.sleep(0)
-            await self._drained.wait()
+        if registry.members:
+            log.info("shutting down: draining %d connection(s)", len(registry))
+            self._drained.clear()
+            for conn in list(registry.members):
+                conn.shut_down()
+            await self._drain()
         for listener in self._listeners:
             await listener.wait_closed()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        tg, self._tg = self._tg, None
-        await tg.__aexit__(None, None, None)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        await stack.aclose()
         log.info("server stopped")
 
-    # ---- registry and limits -----------------------------------------------------
-
-    def new_codec(self) -> Codec:
-        return make_codec(self.config.framing, self.config.max_line)
-
-    def admit(self, conn: Any, transport: asyncio.BaseTransport) -> str | None:
-        """Register a new connection, or return why it is refused (it is then closed)."""
-        stats = self.stats
-        if self.shutting_down:
-            stats.refused("shutdown")
-            return "server is shutting down"
-        if len(self.registry) >= self._max_connections:
-            stats.refused("busy")
-            return f"too many connections (limit {self._max_connections})"
-        per_ip = self.config.max_connections_per_ip
-        if per_ip:
-            peer = transport.get_extra_info("peername")
-            ip = peer[0] if isinstance(peer, tuple) else str(peer)
-            count = self._per_ip.get(ip, 0)
-            if count >= per_ip:
-                stats.refused("busy-ip")
-                return f"too many connections from {ip} (limit {per_ip})"
-            self._per_ip[ip] = count + 1
-            conn.ip = ip
-        # For the access log's duration, to OPENED_PRECISION: connections opened within
-        # it share one float rather than each holding its own.
-        now = time.monotonic()
-        if now - self._opened_clock > OPENED_PRECISION:
-            self._opened_clock = now
-        conn.opened = self._opened_clock
-        conn.slot = len(self.registry)
-        self.registry.append(conn)
-        self._drained.clear()
-        stats.connections += 1
-        stats.connections_accepted += 1
-        return None
-
-    def forget(self, conn: Any) -> None:
-        """Called once per connection when it is lost, registered or not."""
-        i = conn.slot
-        if i < 0:
-            return
-        conn.slot = -1
-        last = self.registry.pop()
-        if last is not conn:
-            self.registry[i] = last
-            last.slot = i
-        self.stats.connections -= 1
-        ip = conn.ip
-        if ip is not None:
-            left = self._per_ip[ip] - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                del self._per_ip[ip]
-        if not self.registry:
-            self._drained.set()
-        stats = self.stats
-        stats.messages_received += conn.messages
-        stats.messages_acked += conn.acked
-        stats.bytes_received += conn.bytes_in
-        stats.bytes_sent += conn.bytes_out
-        if self.config.access_log:
-            log_access(
-                conn.peer,
-                time.monotonic() - conn.opened,
-                conn.messages,
-                conn.bytes_in,
-                conn.bytes_out,
-                conn.close_reason,
-            )
-
-    def live_totals(self) -> tuple[int, int, int, int]:
-        """Messages received, acked, bytes in, out of the open connections.
-
-        Closed connections are already folded into ``stats``.
-        """
-        conns = list(self.registry)
-        return (
-            sum(c.messages for c in conns),
-            sum(c.acked for c in conns),
-            sum(c.bytes_in for c in conns),
-            sum(c.bytes_out for c in conns),
-        )
-
-    # ---- tasks and handlers ------------------------------------------------------
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coro`` in the server's TaskGroup; its failure is logged, never fatal."""
-        assert self._tg is not None, "server not started"
-        return self._tg.create_task(self._guard(coro))
-
-    async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
-        try:
-            await coro
-        except Exception as e:  # a bug in one connection must not stop the others
-            self.handler_failed(e)
-
-    async def call_handler(self, conn: Connection, message: str) -> str | None:
-        """Run an async or blocking handler on one message, with the handler timeout.
-
-        Returns the reply, or an ``ERR timeout``/``ERR internal`` reply; never raises
-        (but for cancellation of the connection's worker).
-        """
-        timeout = self.config.handler_timeout or None
-        started = time.perf_counter() if self.timed else 0.0
-        try:
-            async with asyncio.timeout(timeout):
-                if self.blocking:
-                    loop = asyncio.get_running_loop()
-                    reply = await loop.run_in_executor(self._executor, self.handler, message, conn)
-                else:
-                    reply = await self.handler(message, conn)
-        except TimeoutError:
-            self.stats.error("timeout")
-            return conn.codec.error_reply("timeout", f"handler took over {timeout}s")
-        except Exception as e:
-            return conn._internal_error(e)
-        if self.timed:
-            self.stats.ack_latency.observe(time.perf_counter() - started)
-        if reply is not None and type(reply) is not str:
-            return conn._internal_error(TypeError(f"handler returned {type(reply).__name__}"))
-        return reply
-
-    def handler_failed(self, exc: BaseException) -> None:
-        """Log a handler's traceback, at most TRACEBACKS_PER_INTERVAL per interval."""
-        now = time.monotonic()
-        if now - self._tracebacks_window > LOG_INTERVAL:
-            if self._tracebacks_logged > TRACEBACKS_PER_INTERVAL:
-                log.error(
-                    "%d more handler error(s) not logged",
-                    self._tracebacks_logged - TRACEBACKS_PER_INTERVAL,
-                )
-            self._tracebacks_window = now
-            self._tracebacks_logged = 0
-        self._tracebacks_logged += 1
-        if self._tracebacks_logged <= TRACEBACKS_PER_INTERVAL:
-            log.error(
-                "handler raised %s\n%s",
-                type(exc).__name__,
-                "".join(traceback.format_exception(exc)).rstrip(),
-            )
-
-    # ---- timers ------------------------------------------------------------------
-
-    async def _sweep(self) -> None:
-        """Advance the coarse clock and close connections past their deadlines."""
+    async def _drain(self) -> None:
+        registry = self.registry
         loop = asyncio.get_running_loop()
-        interval = self._sweep_interval
-        idle = self.config.idle_timeout
-        write = self.config.write_timeout
-        while not self.shutting_down:
-            await asyncio.sleep(interval)
-            now = self.clock = loop.time()
-            # A connection's last_message is a clock reading up to one interval old.
-            idle_before = now - idle - interval
-            # paused_since is also a clock reading up to one interval old.
-            write_before = now - write - interval
-            for conn in list(self.registry):
-                paused = conn.paused_since
-                if paused is not None:
-                    if write and paused <= write_before:
-                        conn.expire("write-timeout", "client is not reading its replies")
-                elif idle and conn.last_message <= idle_before and not conn.busy:
-                    conn.expire("idle-timeout", f"no complete message for {idle:g}s")
+        timeout = self.config.shutdown_timeout
+        deadline = loop.time() + timeout
+        # Half-closed connections wait a moment for the client's EOF (so that no unread
+        # input turns the close into a RST), then close anyway.
+        if registry.members:
+            try:
+                async with asyncio.timeout(min(SHUTDOWN_LINGER, timeout)):
+                    await self._drained.wait()
+            except TimeoutError:
+                for conn in list(registry.members):
+                    conn.end_linger()
+        if registry.members:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._drained.wait()
+            except TimeoutError:
+                log.warning("shutdown deadline passed: aborting %d connection(s)", len(registry))
+                for conn in list(registry.members):
+                    conn.abort()
+        # Aborted transports report connection_lost on a later turn.
+        while registry.members:
+            self._drained.clear()
+            await self._drained.wait()
 
     # ---- fd exhaustion -------------------------------------------------------------
 
-    def _install_accept_error_handler(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _accept_error_handler(
+        self, previous: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None
+    ) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
         """Log running out of fds once per interval, not per failed accept.
 
         Both loops keep existing connections and retry accepting by themselves.
         """
-        previous = loop.get_exception_handler()
 
         def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
             exc = context.get("exception")
             if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
                 self.stats.refused("emfile")
                 now = time.monotonic()
-                if now - self._emfile_logged_at >= LOG_INTERVAL:
+                if now - self._emfile_logged_at >= EMFILE_LOG_INTERVAL:
                     self._emfile_logged_at = now
                     log.warning(
                         "out of file descriptors (%s): serving open connections, "
@@ -405,14 +296,7 @@ class Server:
             else:
                 loop.default_exception_handler(context)
 
-        loop.set_exception_handler(handler)
-
-
-def _sweep_interval(config: Config) -> float:
-    timeouts = [t for t in (config.idle_timeout, config.write_timeout) if t > 0]
-    if not timeouts:
-        return SWEEP_MAX
-    return min(SWEEP_MAX, max(SWEEP_MIN, min(timeouts) / SWEEP_DIVISIONS))
+        return handler
 
 
 def _nofile() -> int:

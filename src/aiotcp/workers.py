@@ -41,8 +41,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from aiotcp.config import Config
+from aiotcp.listeners import bind_sockets
 from aiotcp.observe.logs import ENV_WORKER_INDEX
-from aiotcp.observe.snapshots import ENV_DIR, ENV_SERIAL, SnapshotAggregator
+from aiotcp.observe.snapshots import ENV_DIR, ENV_SERIAL, ENV_TIMED, SnapshotAggregator
 
 log = logging.getLogger("aiotcp.workers")
 
@@ -67,34 +68,11 @@ BOOT = (
 def reserve_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
     """Bind unlistened SO_REUSEPORT sockets on every address of ``host`` at one port.
 
-    With ``port == 0`` the first address picks the port and the others follow (retried
-    if another process got it on a second family). Returns (port, sockets). Raises
-    OSError if the address cannot be bound.
+    With ``port == 0`` the first address picks the port and the others follow. Returns
+    (port, sockets). Raises OSError if the address cannot be bound.
     """
-    infos = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    addrs = list(dict.fromkeys((info[0], info[4]) for info in infos))
-    for _attempt in range(10):
-        socks: list[socket.socket] = []
-        chosen = port
-        try:
-            for family, sockaddr in addrs:
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((sockaddr[0], chosen, *sockaddr[2:]))
-                chosen = sock.getsockname()[1]
-            return chosen, socks
-        except OSError:
-            for sock in socks:
-                sock.close()
-            if port != 0 or len(socks) <= 1:
-                raise
-    raise OSError(f"could not find one free port on every address of {host!r}")
+    socks = bind_sockets(host, port, reuse_port=True, listen=False)
+    return socks[0].getsockname()[1], socks
 
 
 def restart_backoff(failures: int, uptime: float) -> tuple[int, float]:
@@ -110,6 +88,21 @@ def restart_backoff(failures: int, uptime: float) -> tuple[int, float]:
 def worker_config(config: Config, port: int) -> Config:
     """The Config a worker runs: the shared port, reuse_port, no metrics of its own."""
     return config.replace(port=port, workers="1", reuse_port=True, metrics_port=0)
+
+
+def worker_environment(
+    config: Config, env: dict[str, str], stats_dir: str, serial: int, index: int
+) -> dict[str, str]:
+    """``env`` with what a worker needs: where to write its stats, its serial and index,
+    and whether to time ack latency (only when the supervisor exports it)."""
+    env[ENV_DIR] = stats_dir
+    env[ENV_SERIAL] = str(serial)
+    env[ENV_WORKER_INDEX] = str(index)
+    if config.metrics_port:
+        env[ENV_TIMED] = "1"
+    else:
+        env.pop(ENV_TIMED, None)
+    return env
 
 
 def worker_main(argv: list[str]) -> int:
@@ -250,10 +243,9 @@ class Supervisor:
         self._serials += 1
         slot.serial = self._serials
         slot.ready = False
-        env = dict(os.environ)
-        env[ENV_DIR] = self._stats_dir
-        env[ENV_SERIAL] = str(slot.serial)
-        env[ENV_WORKER_INDEX] = str(slot.index)
+        env = worker_environment(
+            self.config, dict(os.environ), self._stats_dir, slot.serial, slot.index
+        )
         # Make the child import this very aiotcp, installed or not (src/ layout, tests).
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env["PYTHONPATH"] = os.pathsep.join(

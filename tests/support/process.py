@@ -57,6 +57,9 @@ class ServerProcess:
 
     ``port`` is known when the constructor returns; it raises AssertionError (with the
     log) if the server exits or does not announce its address within ``HANG_GUARD``.
+    With ``listening=False`` it returns at once (``port`` 0): a test of what happens
+    before the listener, or of a server that must fail to start, calls
+    :meth:`wait_listening` or :meth:`wait` itself.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class ServerProcess:
         loop: str | None = None,
         preexec_fn: Callable[[], None] | None = None,
         env: Mapping[str, str] | None = None,
+        listening: bool = True,
     ) -> None:
         self.cmd = [
             sys.executable,
@@ -92,13 +96,20 @@ class ServerProcess:
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
-        try:
-            m = LISTENING.search(self.wait_for_log(LISTENING.pattern))
-        except AssertionError:
-            self.kill()
-            raise
+        self.host, self.port = "127.0.0.1", 0
+        if listening:
+            try:
+                self.wait_listening()
+            except AssertionError:
+                self.kill()
+                raise
+
+    def wait_listening(self, timeout: float = HANG_GUARD) -> int:
+        """Wait for ``aiotcp listening on HOST:PORT``; set and return ``port``."""
+        m = LISTENING.search(self.wait_for_log(LISTENING.pattern, timeout))
         assert m is not None
         self.host, self.port = m.group(1), int(m.group(2))
+        return self.port
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None

@@ -33,6 +33,8 @@ log = logging.getLogger("aiotcp.observe")
 
 ENV_DIR = "AIOTCP_WORKER_STATS_DIR"
 ENV_SERIAL = "AIOTCP_WORKER_SERIAL"
+# Set by a supervisor that serves metrics: its workers then time ack latency.
+ENV_TIMED = "AIOTCP_WORKER_TIMED"
 
 # Twice a second: scrapes are usually 10-60 s apart, so this is fresh enough, and one
 # small JSON write per half second is nothing next to serving traffic.
