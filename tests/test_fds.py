@@ -60,8 +60,8 @@ def test_fd_exhaustion_survives_and_recovers(loop: str, spawn_server: SpawnServe
     assert server.stop() == 0
     log = server.log
     assert emfile_warnings(log) <= 3, log  # a few, not one per failed accept
-    # (No "Traceback" check here: on asyncio, see the fault suite report, EMFILE retries
-    # scheduled by asyncio can log tracebacks if they fire after the listener closed.)
+    # (No "Traceback" check here: on asyncio, EMFILE retries scheduled by asyncio can log
+    # tracebacks if they fire after the listener closed.)
 
 
 def test_default_cap_derived_from_fd_limit(spawn_server: SpawnServer) -> None:

@@ -25,6 +25,7 @@ from .waiting import HANG_GUARD
 
 APPS = Path(__file__).resolve().parent / "apps"
 SRC = Path(__file__).resolve().parents[2] / "src"
+SERVE = (sys.executable, "-m", "aiotcp", "serve")
 LISTENING = re.compile(r"aiotcp listening on (\S+):(\d+)")
 # What a process tells a test about a timeout or exit it was not expecting.
 LOG_TAIL_LINES = 40
@@ -71,18 +72,8 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         listening: bool = True,
     ) -> None:
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "aiotcp",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            *(["--loop", loop] if loop else []),
-            *args,
-        ]
+        loop_args = ["--loop", loop] if loop else []
+        self.cmd = [*SERVE, "--host", "127.0.0.1", "--port", "0", *loop_args, *args]
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._stderr_closed = False
