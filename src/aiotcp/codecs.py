@@ -103,6 +103,20 @@ class LineCodec:
         self._dead = False
 
     def feed(self, data: bytes) -> list[Frame]:
+        # The common read: whole lines, nothing buffered, too short to hold a long line.
+        if data[-1:] == b"\n" and not self._buf and len(data) <= self.max_frame + 1:
+            if self._dead:
+                return []
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                return self._slow(data, b"")
+            lines = text.split("\n")
+            lines.pop()  # the empty string after the final "\n"
+            if "\r" in text:
+                lines = [s[:-1] if s.endswith("\r") else s for s in lines]
+            self.clean = True
+            return lines  # type: ignore[return-value]
         if self._dead:
             self.clean = True
             return []
@@ -141,16 +155,16 @@ class LineCodec:
     def prefix_frames(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
         # The common read: whole frames, plain ASCII, under the limit, nothing buffered.
         if (
-            not self._buf
-            and not self._dead
-            and data.endswith(b"\n")
+            data[-1:] == b"\n"
+            and not self._buf
             and len(data) <= self.max_frame
             and data.isascii()
             and b"\r" not in data
+            and not self._dead
         ):
-            return (prefix + data).replace(b"\n", b"\n" + prefix)[: -len(prefix) or None], (
-                data.count(b"\n")
-            )
+            n = data.count(b"\n")
+            # Every newline but the last is followed by the prefix of the next reply.
+            return prefix + data.replace(b"\n", b"\n" + prefix, n - 1), n
         return self._prefix_frames_general(data, prefix)
 
     def _prefix_frames_general(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
@@ -206,7 +220,7 @@ class LineCodec:
         return out
 
     def encode(self, replies: list[str]) -> bytes:
-        return ("\n".join(replies) + "\n").encode()
+        return "\n".join(replies).encode() + b"\n"
 
     def error_reply(self, code: str, text: str) -> str:
         return error_text(code, text)

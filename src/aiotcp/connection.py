@@ -386,10 +386,31 @@ class InlineConnection(Connection):
         if not frames:
             return
         self.last_message = self._registry.clock
-        if codec.clean:
-            self._write_replies(codec, self._handle_each(frames))  # type: ignore[arg-type]
-        else:
+        if not codec.clean:
             self._mixed(codec, frames)
+            return
+        # _handle_each and _write_replies, inlined: this is the hot path of every
+        # sync handler.
+        handle = self._handle
+        replies: list[Any] = []
+        append = replies.append
+        try:
+            for m in frames:
+                append(handle(m, self))
+                if self._closing:
+                    break
+        except Exception as e:
+            self._recover(frames, replies, e)  # type: ignore[arg-type]
+        self.messages += len(replies)
+        try:
+            out = codec.encode(replies)
+        except (TypeError, AttributeError):  # a None (no reply) or a non-str reply
+            strings = self._strings(replies)
+            if not strings:
+                return
+            out = codec.encode(strings)
+        self.bytes_out += len(out)
+        self._transport.write(out)
 
 
 class BatchConnection(Connection):

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -82,6 +82,13 @@ class Dispatch:
         self._tasks: asyncio.TaskGroup | None = None
         self._tracebacks_logged = 0
         self._tracebacks_window = -LOG_INTERVAL
+        # One message through the handler (see _call_full); chosen once: the timeout
+        # context costs as much as a handler that returns at once.
+        self.call: Callable[[Any, str], Awaitable[str | None]] = (
+            self._call_direct
+            if self.timeout is None and not self.timed and not self.blocking
+            else self._call_full
+        )
 
     def start(self, tasks: asyncio.TaskGroup) -> None:
         """Run handler work in ``tasks`` (the server's TaskGroup); make the thread pool."""
@@ -110,7 +117,17 @@ class Dispatch:
         except Exception as e:  # a bug in one connection must not stop the others
             self.failed(e)
 
-    async def call(self, conn: Any, message: str) -> str | None:
+    async def _call_direct(self, conn: Any, message: str) -> str | None:
+        """:meth:`_call_full` for an async handler with no timeout and no timing."""
+        try:
+            reply = await self.handler(message, conn)
+        except Exception as e:
+            return self.internal_error(e)
+        if reply is not None and type(reply) is not str:
+            return self.not_a_reply(reply)
+        return reply
+
+    async def _call_full(self, conn: Any, message: str) -> str | None:
         """One message through an async or blocking handler, with the handler timeout.
 
         Returns the reply, None (no reply), or an ``ERR timeout``/``ERR internal``
