@@ -15,6 +15,7 @@ from typing import Any
 
 from aiotcp.apps import AppError, load_app
 from aiotcp.config import Config
+from aiotcp.frontdoor import TLSSetupError  # front door wiring (frontdoor branch)
 from aiotcp.server import Server
 
 log = logging.getLogger("aiotcp")
@@ -83,8 +84,13 @@ async def serve_async(config: Config, handler: Any) -> int:
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, e.strerror or e)
         return 1
+    except TLSSetupError as e:  # front door wiring (frontdoor branch)
+        log.error("%s", e)
+        return 1
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_shutdown)
+    if server.front_door is not None:  # front door wiring: SIGHUP reloads the certificate
+        loop.add_signal_handler(signal.SIGHUP, server.front_door.reload)
     try:
         try:
             observers = await start_observers(config, server)
@@ -98,7 +104,7 @@ async def serve_async(config: Config, handler: Any) -> int:
         await server.shutdown()
         for obs in reversed(observers):
             await obs.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
 

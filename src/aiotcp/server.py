@@ -23,6 +23,7 @@ from aiotcp import apps
 from aiotcp.codecs import Codec, make_codec
 from aiotcp.config import Config
 from aiotcp.connection import MODE_INLINE, MODE_QUEUED, Connection, connection_type
+from aiotcp.frontdoor import Gate, front_door_factory  # front door wiring (frontdoor branch)
 from aiotcp.observe.logs import log_access
 from aiotcp.observe.snapshots import ENV_DIR as WORKER_STATS_ENV
 from aiotcp.observe.stats import Stats
@@ -102,6 +103,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self.connection_class = connection_type(self)
         self._opened_clock = 0.0
+        self.front_door: Gate | None = None  # front door wiring (frontdoor branch)
 
     @property
     def ready(self) -> bool:
@@ -120,6 +122,12 @@ class Server:
     async def start(self) -> None:
         """Bind the listeners and start serving. Raises OSError if the address is taken."""
         loop = asyncio.get_running_loop()
+        # front door wiring (frontdoor branch): TLS / PROXY header before the connection.
+        # Raises TLSSetupError (a ValueError) if the certificate cannot be loaded.
+        factory, self.front_door = front_door_factory(
+            self._streams_factory if self.streams else self._connection_factory,
+            self.config, self.stats,
+        )
         self.clock = loop.time()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -128,7 +136,6 @@ class Server:
             self._executor = ThreadPoolExecutor(
                 max_workers=self.config.threads or None, thread_name_prefix="aiotcp-blocking"
             )
-        factory = self._streams_factory if self.streams else self._connection_factory
         listener = await loop.create_server(
             factory,
             self.config.host,
@@ -173,6 +180,8 @@ class Server:
         self._stop.set()
         for listener in self._listeners:
             listener.close()
+        if self.front_door is not None:  # front door wiring (frontdoor branch)
+            self.front_door.close()
         n = len(self.registry)
         if n:
             log.info("shutting down: draining %d connection(s)", n)
