@@ -69,13 +69,16 @@ class TLSEngine:
         ssl.SSLError for a corrupt stream.
         """
         try:
-            return self.obj.read(READ_SIZE)
+            data = self.obj.read(READ_SIZE)
         except ssl.SSLWantReadError:
             return b""
         except ssl.SSLZeroReturnError:
             raise TLSClosed(True) from None
         except ssl.SSLEOFError:
             raise TLSClosed(False) from None
+        if not data:  # SSLObject.read reports the peer's close_notify as b""
+            raise TLSClosed(True)
+        return data
 
     def has_pending(self) -> bool:
         """True if a ``read()`` may return plaintext or TLSClosed without more input."""

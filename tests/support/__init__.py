@@ -1,0 +1,1 @@
+"""Test support shared by the suite: certificates, TLS clients, HAProxy, test apps."""
