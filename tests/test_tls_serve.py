@@ -244,3 +244,21 @@ def _last_cert(pem: str) -> str:
     leaf = pem[pem.index(begin):]
     end = "-----END CERTIFICATE-----"
     return leaf[: leaf.index(end) + len(end)] + "\n"
+
+
+def test_client_not_reading_is_paused_then_dropped(loop: str, spawn_server: Any,
+                                                    certs: Certs) -> None:
+    server = spawn_server(loop, certs.serve_args("--write-timeout", "1"))
+    c = TLSLineClient(server.port, certs.client_context(), timeout=2.0)
+    chunk = ("x" * 1000 + "\n") * 64
+    sent = 0
+    try:
+        while sent < 200_000_000:  # bounded: the server stops reading long before
+            c.send(chunk)
+            sent += len(chunk)
+    except (TimeoutError, ConnectionError, ssl.SSLError):
+        pass  # our sends block: the server has stopped reading from us
+    assert sent < 200_000_000, "the server never stopped reading"
+    server.wait_for_log("close=write-timeout", timeout=15)
+    other = TLSLineClient(server.port, certs.client_context())
+    assert other.ask("others still served") == ACK + "others still served"

@@ -155,19 +155,20 @@ async def run_client(opts: Options) -> int:
             line = getter.result()
             if line is None:
                 break
-            writer.write(encode(opts.framing, line))
             sent += 1
-            await writer.drain()
+            try:
+                writer.write(encode(opts.framing, line))
+                await writer.drain()
+            except ConnectionError:
+                break  # the server closed on us; the replies it sent are still read
         if not replies.done():
             await printer.wait_for(sent, opts.reply_timeout)
-    except ConnectionError as e:
-        raise ClientError(f"connection lost: {e.strerror or e}") from None
     finally:
         replies.cancel()
         writer.close()
         try:
             await writer.wait_closed()
-        except (ConnectionError, ssl.SSLError):
+        except (ConnectionError, ssl.SSLError, TimeoutError):
             pass
     if opts.framing != "raw" and printer.count < sent:
         raise ClientError(f"connection closed after {printer.count} of {sent} replies")
