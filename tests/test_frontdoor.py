@@ -17,7 +17,7 @@ from aiotcp.frontdoor.tlsengine import TLSEngine
 from aiotcp.observe.stats import Stats
 from aiotcp.server import Server
 from conftest import run_server
-from support.certs import Certs, certs  # noqa: F401
+from support.certs import Certs, certs_fixture  # noqa: F401
 
 ACK = "已收到: "
 

@@ -18,7 +18,7 @@ from robust_support import (  # noqa: F401 (the *_fixture names register fixture
     loop_fixture,
     spawn_server_fixture,
 )
-from support.certs import Certs, certs  # noqa: F401
+from support.certs import Certs, certs_fixture  # noqa: F401
 from support.haproxy import HAProxy
 from support.tls import TLSLineClient
 

@@ -4,6 +4,7 @@ under any chunking (Hypothesis)."""
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ def feed_bytewise(data: bytes) -> ProxyResult | None:
 def feed_chunks(data: bytes, cuts: list[int]) -> ProxyResult | None:
     parser = ProxyHeaderParser()
     bounds = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         result = parser.feed(data[a:b])
         if result is not None:
             if isinstance(result, ProxyHeader):

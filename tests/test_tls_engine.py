@@ -13,7 +13,7 @@ from aiotcp.config import Config
 from aiotcp.frontdoor import tlsengine
 from aiotcp.frontdoor.context import ServerContext, TLSSetupError, build_server_context
 from aiotcp.frontdoor.tlsengine import TLSClosed, TLSEngine
-from support.certs import Certs, certs  # noqa: F401
+from support.certs import Certs, certs_fixture  # noqa: F401
 
 
 def pair(certs: Certs, client_cert: Path | None = None,

@@ -48,6 +48,7 @@ def make_certs(directory: Path) -> Certs:
     return Certs(**paths)
 
 
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+@pytest.fixture(name="certs", scope="session")
+def certs_fixture(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """One CA and its certificates for the whole session (import ``certs_fixture``)."""
     return make_certs(tmp_path_factory.mktemp("certs"))

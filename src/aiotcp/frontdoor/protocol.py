@@ -32,8 +32,16 @@ PROXY, HANDSHAKE, OPEN, WRITE_SHUT, CLOSING, CLOSED = range(6)
 class FrontDoor(asyncio.Protocol, asyncio.Transport):
     """One accepted connection before (and, with TLS, around) the inner protocol."""
 
-    __slots__ = ("_transport", "_inner", "_engine", "_parser", "_peer", "_state", "_paused",
-                 "_eof")
+    __slots__ = (
+        "_engine",
+        "_eof",
+        "_inner",
+        "_parser",
+        "_paused",
+        "_peer",
+        "_state",
+        "_transport",
+    )
 
     _gate: Gate  # per server: a class attribute of the subclass front_door_factory makes
 
@@ -245,7 +253,7 @@ class FrontDoor(asyncio.Protocol, asyncio.Transport):
             return  # after close or write_eof, writes are dropped (as by a closing transport)
         engine = self._engine
         assert engine is not None
-        engine.write(bytes(data) if type(data) is not bytes else data)
+        engine.write(data)
         self._transport.write(engine.output())
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 class ProxiedTransport(asyncio.Transport):
     """``transport`` as seen from behind a proxy: ``peername`` reports ``peer``."""
 
-    __slots__ = ("_t", "_peer", "write")
+    __slots__ = ("_peer", "_t", "write")
 
     def __init__(self, transport: asyncio.Transport, peer: tuple[str, int]) -> None:
         super().__init__()

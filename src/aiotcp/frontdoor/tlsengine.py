@@ -29,7 +29,7 @@ class TLSClosed(Exception):
 class TLSEngine:
     """One TLS connection's state machine (server or client side)."""
 
-    __slots__ = ("obj", "_incoming", "_outgoing", "_shut")
+    __slots__ = ("_incoming", "_outgoing", "_shut", "obj")
 
     def __init__(
         self, context: ssl.SSLContext, server_side: bool = True, server_hostname: str | None = None
@@ -85,7 +85,7 @@ class TLSEngine:
         incoming = self._incoming
         return bool(incoming.pending or incoming.eof or self.obj.pending())
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt ``data`` into ``output()``. Ignored after ``close_notify()``."""
         if not self._shut:
             self.obj.write(data)
