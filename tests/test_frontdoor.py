@@ -226,3 +226,48 @@ def _run(loop_kind: str, coro: Any) -> None:
 
     with asyncio.Runner(loop_factory=loop_factory(Config(loop=loop_kind))) as runner:
         runner.run(coro)
+
+
+def test_corrupt_record_closes_the_connection(loop_kind: str, certs: Certs) -> None:
+    async def main() -> None:
+        inner = Recorder()
+        sock, engine = await serve_pair(certs, inner)
+        # A TLS application-data record header followed by bytes that decrypt to nothing.
+        await asyncio.get_running_loop().sock_sendall(sock, b"\x17\x03\x03\x00\x20" + bytes(32))
+        async with asyncio.timeout(10):
+            await inner.lost
+        assert inner.chunks == []
+        sock.close()
+
+    _run(loop_kind, main())
+
+
+def test_trust_matches_cidrs_and_mapped_ipv4() -> None:
+    from aiotcp.frontdoor.gate import Gate
+
+    gate = Gate(asyncio.Protocol, Config(proxy_protocol=True,
+                                         proxy_trusted="10.0.0.0/8, ::1/128"), Stats())
+    assert gate.trusts(("10.1.2.3", 5))
+    assert gate.trusts(("::ffff:10.1.2.3", 5, 0, 0))
+    assert gate.trusts(("::1", 5, 0, 0))
+    assert not gate.trusts(("11.0.0.1", 5))
+    assert not gate.trusts("/tmp/sock")
+    assert not gate.trusts(("not-an-ip", 5))
+
+
+def test_shutdown_aborts_handshakes_in_progress(loop_kind: str, certs: Certs) -> None:
+    async def main() -> None:
+        config = Config(host="127.0.0.1", port=0, loop=loop_kind, handshake_timeout=0,
+                        **tls_settings(certs))
+        server = Server(ack, config)
+        await server.start()
+        r, w = await asyncio.open_connection("127.0.0.1", server.addresses[0][1])
+        w.write(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
+        await w.drain()
+        assert server.front_door is not None
+        await until(lambda: len(server.front_door.pending) == 1)  # type: ignore[union-attr]
+        await server.shutdown()
+        assert await closed(r) == b""
+        w.close()
+
+    _run(loop_kind, main())

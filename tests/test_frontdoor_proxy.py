@@ -155,3 +155,13 @@ def test_plain_tcp_unchanged_without_proxy(loop: str, spawn_server: Any) -> None
     server = spawn_server(loop, ["--app", "support.peer_app:peer"])
     c = LineClient(server.port)
     assert c.ask("who") == f"127.0.0.1 {c.sock.getsockname()[1]}"
+
+
+def test_streams_api_behind_proxy(loop: str, spawn_server: Any) -> None:
+    server = spawn_server(loop, ["--proxy-protocol", "--api", "streams",
+                                 "--app", "sample_apps:handle_client"])
+    c = LineClient(server.port)
+    c.send(encode_v1(CLIENT, PROXY_ADDR) + b"hi")
+    assert c.sock.recv(100).decode() == ACK + "hi"
+    server.stop()
+    assert "203.0.113.7:51234 " in server.log
