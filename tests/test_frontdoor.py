@@ -271,3 +271,16 @@ def test_shutdown_aborts_handshakes_in_progress(loop_kind: str, certs: Certs) ->
         w.close()
 
     _run(loop_kind, main())
+
+
+def test_rejections_are_logged_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    from aiotcp.frontdoor.gate import REJECTIONS_LOGGED_PER_INTERVAL, Gate
+
+    stats = Stats()
+    gate = Gate(asyncio.Protocol, Config(proxy_protocol=True), stats)
+    with caplog.at_level("WARNING", logger="aiotcp"):
+        for i in range(50):
+            gate.rejected(("192.0.2.1", i), "bad-signature", "not a PROXY header")
+    assert stats.proxy_rejected == {"bad-signature": 50}
+    refused = [r for r in caplog.records if "PROXY header refused" in r.getMessage()]
+    assert len(refused) == REJECTIONS_LOGGED_PER_INTERVAL
