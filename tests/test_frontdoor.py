@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aiotcp.config import Config
-from aiotcp.frontdoor import front_door_factory
+from aiotcp.frontdoor import front_door, front_door_factory
 from aiotcp.frontdoor.proxyproto import encode_v1
 from aiotcp.frontdoor.tlsengine import TLSEngine
 from aiotcp.observe.stats import Stats
@@ -45,6 +45,7 @@ def test_plain_tcp_gets_the_inner_factory_itself() -> None:
 
     factory, gate = front_door_factory(inner, Config(), Stats())
     assert factory is inner and gate is None
+    assert front_door(Config(), Stats()) is None
 
 
 def test_tls_counters(loop_kind: str, certs: Certs) -> None:
@@ -148,7 +149,9 @@ async def serve_pair(certs: Certs, inner: Recorder) -> tuple[socket.socket, TLSE
     """A FrontDoor on one end of a socket pair, a handshaken client engine on the other."""
     loop = asyncio.get_running_loop()
     config = Config(**tls_settings(certs))
-    factory, _ = front_door_factory(lambda: inner, config, Stats())
+    wrapper = front_door(config, Stats())  # the Server.wrap_protocol shape
+    assert wrapper is not None
+    factory = wrapper(lambda: inner)
     ours, theirs = socket.socketpair()
     await loop.connect_accepted_socket(factory, theirs)
     ours.setblocking(False)
