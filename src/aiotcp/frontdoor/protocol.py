@@ -212,7 +212,9 @@ class FrontDoor(asyncio.Protocol, asyncio.Transport):
             self._flush()
             self._close_now()
             return
-        self._flush()  # e.g. an answer to a key update
+        out = engine.output()  # e.g. an answer to a key update
+        if out:
+            self._transport.write(out)
 
     def _peer_closed(self) -> None:
         if self._eof:
@@ -253,8 +255,7 @@ class FrontDoor(asyncio.Protocol, asyncio.Transport):
             return  # after close or write_eof, writes are dropped (as by a closing transport)
         engine = self._engine
         assert engine is not None
-        engine.write(data)
-        self._transport.write(engine.output())
+        self._transport.write(engine.encrypt(data))
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
         self.write(b"".join(list_of_data))

@@ -90,6 +90,13 @@ class TLSEngine:
         if not self._shut:
             self.obj.write(data)
 
+    def encrypt(self, data: bytes | bytearray | memoryview) -> bytes:
+        """``write(data)`` then ``output()`` in one call (the hot path of sending)."""
+        if self._shut:
+            return b""
+        self.obj.write(data)
+        return self._outgoing.read()
+
     def output(self) -> bytes:
         """Ciphertext to send to the peer now (b"" if none)."""
         out = self._outgoing
