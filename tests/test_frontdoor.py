@@ -268,7 +268,7 @@ def test_shutdown_aborts_handshakes_in_progress(loop_kind: str, certs: Certs) ->
         w.write(b"\x16\x03\x01")  # the first bytes of a ClientHello, and no more
         await w.drain()
         assert server.front_door is not None
-        await until(lambda: len(server.front_door.pending) == 1)  # type: ignore[union-attr]
+        await until(lambda: len(server.front_door.gate.pending) == 1)  # type: ignore[union-attr]
         await server.shutdown()
         assert await closed(r) == b""
         w.close()

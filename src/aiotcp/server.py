@@ -23,7 +23,7 @@ from aiotcp import apps
 from aiotcp.codecs import Codec, make_codec
 from aiotcp.config import Config
 from aiotcp.connection import MODE_INLINE, MODE_QUEUED, Connection, connection_type
-from aiotcp.frontdoor import Gate, front_door_factory  # front door wiring (frontdoor branch)
+from aiotcp.frontdoor import FrontDoorWrapper, front_door  # front door wiring (frontdoor branch)
 from aiotcp.observe.logs import log_access
 from aiotcp.observe.snapshots import ENV_DIR as WORKER_STATS_ENV
 from aiotcp.observe.stats import Stats
@@ -103,7 +103,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self.connection_class = connection_type(self)
         self._opened_clock = 0.0
-        self.front_door: Gate | None = None  # front door wiring (frontdoor branch)
+        self.front_door: FrontDoorWrapper | None = None  # front door wiring (frontdoor branch)
 
     @property
     def ready(self) -> bool:
@@ -124,10 +124,10 @@ class Server:
         loop = asyncio.get_running_loop()
         # front door wiring (frontdoor branch): TLS / PROXY header before the connection.
         # Raises TLSSetupError (a ValueError) if the certificate cannot be loaded.
-        factory, self.front_door = front_door_factory(
-            self._streams_factory if self.streams else self._connection_factory,
-            self.config, self.stats,
-        )
+        self.front_door = front_door(self.config, self.stats)
+        factory: Any = self._streams_factory if self.streams else self._connection_factory
+        if self.front_door is not None:
+            factory = self.front_door(factory)
         self.clock = loop.time()
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
