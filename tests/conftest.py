@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from support.certs import Certs, make_certs
 from support.fakes import FakeClock
 from support.inprocess import run_server as run_server_in_process
 from support.process import ServerProcess
@@ -54,3 +55,9 @@ def run_server(loop: str) -> Callable[..., Any]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """One CA and its server and client certificates (trustme) for the whole session."""
+    return make_certs(tmp_path_factory.mktemp("certs"))

@@ -63,9 +63,10 @@ def serve_main(argv: list[str]) -> int:
     return run(config)
 
 
-USAGE = """usage: aiotcp {serve,bench,compare} [options]
+USAGE = """usage: aiotcp {serve,client,bench,compare} [options]
 
   serve     run a server (default app: reply '已收到: <message>' on 127.0.0.1:8888)
+  client    send stdin lines to a server (plain TCP or TLS) and print the replies
   bench     load-test a server speaking aiotcp's framings
   compare   benchmark aiotcp against baseline servers and write a report
 
@@ -80,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "serve":
         return serve_main(rest)
+    if command == "client":
+        from aiotcp.client import client_main
+
+        return client_main(rest)
     if command == "bench":
         from aiotcp.bench.cli import bench_main
 

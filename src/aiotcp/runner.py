@@ -19,6 +19,7 @@ from typing import Any
 from aiotcp.app import AppError, LifespanError
 from aiotcp.apps import load_app
 from aiotcp.config import Config
+from aiotcp.frontdoor import TLSSetupError
 from aiotcp.server import Server
 
 log = logging.getLogger("aiotcp")
@@ -105,6 +106,9 @@ async def serve_async(config: Config, handler: Any) -> int:
     observers: list[Any] = []
     try:
         await server.start()
+    except TLSSetupError as e:
+        log.error("%s", e)
+        return 1
     except (LifespanError, AppError) as e:
         log.error("startup failed: %s", e)
         return 1
@@ -116,6 +120,9 @@ async def serve_async(config: Config, handler: Any) -> int:
         return 1
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_shutdown)
+    # SIGHUP: new certificate and key for new connections; open ones keep theirs.
+    # Without TLS there is nothing to reload, but SIGHUP must not end the process.
+    loop.add_signal_handler(signal.SIGHUP, reloader(server))
     try:
         try:
             observers = await start_observers(config, server)
@@ -129,9 +136,21 @@ async def serve_async(config: Config, handler: Any) -> int:
         await server.shutdown()
         for obs in reversed(observers):
             await obs.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def reloader(server: Server) -> Callable[[], None]:
+    """What SIGHUP does: reload the TLS certificate, if the server has one."""
+
+    def reload() -> None:
+        if server.front_door is not None:
+            server.front_door.reload()
+        else:
+            log.info("SIGHUP: no TLS certificate to reload")
+
+    return reload
 
 
 async def start_observers(config: Config, server: Server) -> list[Any]:

@@ -33,6 +33,7 @@ from aiotcp.connection import (
     timed,
 )
 from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, Dispatch
+from aiotcp.frontdoor import FrontDoorWrapper, front_door
 from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, bind_sockets
 from aiotcp.observe.stats import Stats
 from aiotcp.queued import QueuedConnection
@@ -96,7 +97,9 @@ class Server:
             self.dispatch, self.registry, self.stats, self.new_codec
         )
         self.addresses: list[tuple[str, int]] = []
-        # Set before start() to wrap every connection (TLS, PROXY protocol).
+        # TLS and the PROXY protocol, made at start (None for plain TCP).
+        self.front_door: FrontDoorWrapper | None = None
+        # Set before start() to wrap every connection in something of the user's own.
         self.wrap_protocol: Callable[[ProtocolFactory], ProtocolFactory] | None = None
         self._listeners: list[asyncio.AbstractServer] = []
         self._stack: contextlib.AsyncExitStack | None = None
@@ -133,11 +136,13 @@ class Server:
         await self.shutdown()
 
     async def start(self) -> None:
-        """Startup: lifespan, TaskGroup and threads, listeners, sweep.
+        """Startup: TLS context, lifespan, TaskGroup and threads, listeners, sweep.
 
-        Raises what the lifespan raised, or OSError if the address cannot be bound,
-        after undoing whatever had started.
+        Raises TLSSetupError for unloadable certificates, what the lifespan raised, or
+        OSError if the address cannot be bound, after undoing whatever had started.
         """
+        # Certificates first: a bad one fails before the app opens its pools.
+        self.front_door = front_door(self.config, self.stats)
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -171,6 +176,8 @@ class Server:
                 return StreamsConnection(registry, dispatch, max_line)
         else:
             factory = self.connection_class
+        if self.front_door is not None:
+            factory = self.front_door(factory)
         if self.wrap_protocol is not None:
             factory = self.wrap_protocol(factory)
         uvloop = type(loop).__module__.startswith("uvloop")
@@ -228,6 +235,8 @@ class Server:
         self._stop.set()
         for listener in self._listeners:
             listener.close()
+        if self.front_door is not None:
+            self.front_door.close()  # connections still in their PROXY header or handshake
         if registry.members:
             log.info("shutting down: draining %d connection(s)", len(registry))
             self._drained.clear()

@@ -186,6 +186,7 @@ class Supervisor:
                 return 1
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.on_reload)
         try:
             for slot in self.slots:
                 await self._spawn(slot)
@@ -206,7 +207,7 @@ class Supervisor:
                 await self._wake.wait()
             return 0 if self.exit_ok else 1
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await self._kill_all()
             for task in list(self._tasks):
@@ -315,10 +316,20 @@ class Supervisor:
             self._track(self._deadline())
         else:
             log.warning("%s again: forcing %d worker(s) to stop", name, len(self._live()))
+            # A second signal of the same kind can merge with the first while the worker
+            # has not handled it yet (POSIX does not queue them): force with the other one.
+            sig = signal.SIGINT if sig == signal.SIGTERM else signal.SIGTERM
         for proc in self._live():
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(sig)
         self._wake.set()
+
+    def on_reload(self) -> None:
+        """SIGHUP: every worker reloads its TLS certificate and key."""
+        log.info("SIGHUP: reloading %d worker(s)", len(self._live()))
+        for proc in self._live():
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGHUP)
 
     async def _deadline(self) -> None:
         await asyncio.sleep(self.config.shutdown_timeout + KILL_GRACE)

@@ -6,6 +6,8 @@
 - ``metrics``: reading /metrics, /readyz and /healthz.
 - ``fakes``: a fake transport and a fake clock for unit tests of one layer.
 - ``waiting``: waiting for an event with a hang-guard deadline (never sleep and hope).
+- ``certs``, ``tls``: certificates made with trustme, TLS clients.
+- ``haproxy``: a real HAProxy on loopback with a generated config.
 - ``apps/``: handlers the served processes load with ``--app MODULE:NAME``.
 
 Fixtures built on these live in ``tests/conftest.py``.

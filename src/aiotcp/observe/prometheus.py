@@ -35,6 +35,10 @@ ERROR_CODES = (
     "shutdown",
 )
 
+# Why the front door closed a connection before the application saw it (mirrors
+# aiotcp.frontdoor.proxyproto.REASONS; observe imports nothing from the layers it watches).
+PROXY_REJECT_REASONS = ("bad-signature", "too-long", "malformed", "untrusted", "timeout")
+
 Snapshot = Mapping[str, Any]
 
 
@@ -84,6 +88,23 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         "code",
         snap["errors"],
         ERROR_CODES,
+    )
+    yield _labelled(
+        "aiotcp_proxy_rejected",
+        "Connections closed for their PROXY protocol header, by reason.",
+        "reason",
+        snap.get("proxy_rejected", {}),
+        PROXY_REJECT_REASONS,
+    )
+    yield CounterMetricFamily(
+        "aiotcp_handshake_timeouts",
+        "Connections closed for not finishing the PROXY header and TLS handshake in time.",
+        value=snap.get("handshake_timeouts", 0),
+    )
+    yield CounterMetricFamily(
+        "aiotcp_tls_handshake_failures",
+        "TLS handshakes that failed (bad client hello, refused client certificate, ...).",
+        value=snap.get("tls_handshake_failures", 0),
     )
     yield _histogram(snap["ack_latency"])
     yield GaugeMetricFamily(

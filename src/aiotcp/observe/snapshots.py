@@ -48,8 +48,10 @@ COUNTERS = (
     "bytes_received",
     "bytes_sent",
     "loop_stalls",
+    "handshake_timeouts",
+    "tls_handshake_failures",
 )
-LABELLED_COUNTERS = ("connections_refused", "errors")
+LABELLED_COUNTERS = ("connections_refused", "errors", "proxy_rejected")
 
 
 class _Snapshottable(Protocol):

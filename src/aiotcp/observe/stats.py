@@ -60,6 +60,9 @@ class Stats:
         "loop_stalls",
         "ack_latency",
         "live",
+        "proxy_rejected",
+        "handshake_timeouts",
+        "tls_handshake_failures",
     )
 
     def __init__(self) -> None:
@@ -78,6 +81,11 @@ class Stats:
         # report (messages received, acked, bytes in, out) of the open ones, so the hot
         # path bumps only its own connection's counters.
         self.live: Callable[[], tuple[int, int, int, int]] | None = None
+        # The front door (PROXY header, TLS handshake): connections closed before the
+        # application saw them.
+        self.proxy_rejected: dict[str, int] = {}
+        self.handshake_timeouts = 0
+        self.tls_handshake_failures = 0
 
     def totals(self) -> tuple[int, int, int, int]:
         """Messages received, acked, bytes received, sent: over every connection."""
@@ -109,6 +117,9 @@ class Stats:
             "errors": dict(self.errors),
             "loop_lag_seconds": self.loop_lag_seconds,
             "loop_stalls": self.loop_stalls,
+            "proxy_rejected": dict(self.proxy_rejected),
+            "handshake_timeouts": self.handshake_timeouts,
+            "tls_handshake_failures": self.tls_handshake_failures,
             "ack_latency": {
                 "buckets": list(self.ack_latency.buckets),
                 "counts": list(self.ack_latency.counts),
