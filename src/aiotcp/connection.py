@@ -43,11 +43,13 @@ PUSH_BACKLOG_LIMIT = 1024 * 1024
 class Extra:
     """Per-connection data most connections never need, made on first use."""
 
-    __slots__ = ("ip", "state")
+    __slots__ = ("ip", "state", "closers")
 
     def __init__(self) -> None:
         self.ip: str | None = None
         self.state: dict[str, Any] | None = None
+        # close hook (pubsub branch): called once from connection_lost.
+        self.closers: list[Callable[[Connection], None]] | None = None
 
 
 class Connection(asyncio.Protocol):
@@ -154,6 +156,18 @@ class Connection(asyncio.Protocol):
         self.close_reason = "handler"
         asyncio.get_running_loop().call_soon(self._close_transport)
 
+    def on_close(self, fn: Callable[[Connection], None]) -> None:
+        """Call ``fn(conn)`` once when this connection is lost (close hook, pubsub branch).
+
+        For handlers that keep server-wide data per connection (subscriptions). ``fn``
+        runs inside ``connection_lost``: it must be quick and not raise (an exception is
+        logged and ignored).
+        """
+        extra = self._extra_data()
+        if extra.closers is None:
+            extra.closers = []
+        extra.closers.append(fn)
+
     def send(self, text: str) -> bool:
         """Push one frame to the client outside the reply order (e.g. a pub/sub message).
 
@@ -203,6 +217,14 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.close_reason in ("closed", "eof"):
             self.close_reason = "reset"
+        extra = self._extra
+        if extra is not None and extra.closers:  # close hook (pubsub branch)
+            closers, extra.closers = extra.closers, None
+            for fn in closers:
+                try:
+                    fn(self)
+                except Exception as e:
+                    self._dispatch.failed(e)
         self._registry.forget(self)
 
     def pause_writing(self) -> None:
@@ -338,7 +360,10 @@ class Connection(asyncio.Protocol):
         if eof or not t.can_write_eof():
             t.close()
         else:
-            t.write_eof()
+            try:
+                t.write_eof()
+            except OSError:  # the client reset meanwhile (pubsub branch fix)
+                t.close()
 
     def end_linger(self) -> None:
         """Shutdown: stop waiting for the client's EOF after ERR shutdown; close."""

@@ -85,6 +85,7 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         snap["errors"],
         ERROR_CODES,
     )
+    yield from _pubsub(snap)
     yield _histogram(snap["ack_latency"])
     yield GaugeMetricFamily(
         "aiotcp_loop_lag_seconds",
@@ -95,6 +96,35 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         "aiotcp_loop_stalls",
         "Times the event loop was blocked longer than block_threshold.",
         value=snap["loop_stalls"],
+    )
+
+
+def _pubsub(snap: Snapshot) -> Iterator[Metric]:
+    """The pubsub app's families (zero for other apps, so every series always exists)."""
+    yield CounterMetricFamily(
+        "aiotcp_pubsub_published",
+        "PUB messages the broker accepted (acked).",
+        value=snap.get("pubsub_published", 0),
+    )
+    yield CounterMetricFamily(
+        "aiotcp_pubsub_delivered",
+        "MSG frames pushed to subscribers.",
+        value=snap.get("pubsub_delivered", 0),
+    )
+    yield CounterMetricFamily(
+        "aiotcp_pubsub_dropped",
+        "MSG frames dropped for subscribers holding too much unread output.",
+        value=snap.get("pubsub_dropped", 0),
+    )
+    yield GaugeMetricFamily(
+        "aiotcp_pubsub_subscriptions",
+        "Subscriptions (connection, topic) held now.",
+        value=snap.get("pubsub_subscriptions", 0),
+    )
+    yield CounterMetricFamily(
+        "aiotcp_broker_reconnects",
+        "Broker connections re-established after a loss.",
+        value=snap.get("broker_reconnects", 0),
     )
 
 

@@ -48,6 +48,10 @@ COUNTERS = (
     "bytes_received",
     "bytes_sent",
     "loop_stalls",
+    "pubsub_published",  # pubsub app (pubsub branch)
+    "pubsub_delivered",
+    "pubsub_dropped",
+    "broker_reconnects",
 )
 LABELLED_COUNTERS = ("connections_refused", "errors")
 
@@ -102,6 +106,7 @@ def add_into(total: dict[str, Any], snap: Mapping[str, Any], *, live: bool) -> N
         hist["count"] += other["count"]
     if live:
         total["connections"] += snap.get("connections", 0)
+        total["pubsub_subscriptions"] += snap.get("pubsub_subscriptions", 0)
         total["loop_lag_seconds"] = max(total["loop_lag_seconds"], snap.get("loop_lag_seconds", 0.0))
 
 

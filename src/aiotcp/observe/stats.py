@@ -60,6 +60,11 @@ class Stats:
         "loop_stalls",
         "ack_latency",
         "live",
+        "pubsub_published",
+        "pubsub_delivered",
+        "pubsub_dropped",
+        "pubsub_subscriptions",
+        "broker_reconnects",
     )
 
     def __init__(self) -> None:
@@ -78,6 +83,14 @@ class Stats:
         # report (messages received, acked, bytes in, out) of the open ones, so the hot
         # path bumps only its own connection's counters.
         self.live: Callable[[], tuple[int, int, int, int]] | None = None
+        # The pubsub app: messages the broker accepted (acked PUBs), MSG frames pushed to
+        # subscribers, MSG frames dropped because a subscriber was not reading, the
+        # subscriptions held now (a gauge) and broker connections re-established.
+        self.pubsub_published = 0
+        self.pubsub_delivered = 0
+        self.pubsub_dropped = 0
+        self.pubsub_subscriptions = 0
+        self.broker_reconnects = 0
 
     def totals(self) -> tuple[int, int, int, int]:
         """Messages received, acked, bytes received, sent: over every connection."""
@@ -109,6 +122,11 @@ class Stats:
             "errors": dict(self.errors),
             "loop_lag_seconds": self.loop_lag_seconds,
             "loop_stalls": self.loop_stalls,
+            "pubsub_published": self.pubsub_published,
+            "pubsub_delivered": self.pubsub_delivered,
+            "pubsub_dropped": self.pubsub_dropped,
+            "pubsub_subscriptions": self.pubsub_subscriptions,
+            "broker_reconnects": self.broker_reconnects,
             "ack_latency": {
                 "buckets": list(self.ack_latency.buckets),
                 "counts": list(self.ack_latency.counts),

@@ -1,0 +1,289 @@
+"""Redis pub/sub broker: one subscription per instance and topic, at-most-once.
+
+One connection subscribes (SUBSCRIBE ``aiotcp:topic:T`` for each topic with a local
+subscriber) and one reader task delivers what it receives to the local fanout; a
+:class:`~aiotcp.broker.link.CommandPipe` on a second connection publishes. A message
+reaches this instance's subscribers through Redis, the instance's own publishes
+included, so every subscriber sees one order per publisher.
+
+A SUB returns once Redis confirmed the SUBSCRIBE. When the subscribing connection is
+lost, the reader reconnects with backoff, subscribes every topic again and logs, once
+confirmed, that messages published during the outage may have been lost: Redis
+pub/sub keeps nothing for a subscriber that is not connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from redis.asyncio.connection import Connection
+
+from aiotcp.broker import KEY_PREFIX, BrokerUnavailable
+from aiotcp.broker.fanout import Fanout
+from aiotcp.broker.link import (
+    COMMAND_TIMEOUT,
+    RECONNECT_FIRST,
+    RECONNECT_MAX,
+    CommandPipe,
+    Settings,
+    endpoint,
+    new_connection,
+    reason,
+)
+
+log = logging.getLogger("aiotcp.broker")
+
+# Redis confirms a SUBSCRIBE in well under a millisecond; a SUB that waits this long
+# gets ERR unavailable.
+SUBSCRIBE_TIMEOUT = COMMAND_TIMEOUT
+# The subscribing connection receives nothing while topics are quiet: PING it this
+# often, and treat it as lost when nothing (not even the PONG) came for DEAD_AFTER.
+PING_INTERVAL = 2.0
+DEAD_AFTER = 3 * PING_INTERVAL
+# On shutdown, how long the reader may take to read what Redis already sent.
+DRAIN_TIMEOUT = 2.0
+
+
+class PubSubBroker:
+    """See the module doc."""
+
+    def __init__(self, settings: Settings, fanout: Fanout) -> None:
+        self._settings = settings
+        self._fanout = fanout
+        self._stats = fanout.stats
+        self._pipe = CommandPipe(settings)
+        self._conn: Connection | None = None
+        self._wanted: set[str] = set()  # topics with local subscribers
+        self._requested: set[str] = set()  # SUBSCRIBE sent on this connection, no UNSUBSCRIBE since
+        self._unconfirmed: dict[str, int] = {}  # SUBSCRIBEs sent and not yet confirmed
+        self._live: set[str] = set()  # confirmed: a message published now is delivered
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._connected = False
+        self._last_seen = 0.0
+        self._outage_since: float | None = None  # monotonic time the link was lost
+        self._resubscribing = 0  # topics to confirm before the reconnect is logged
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._first_attempt = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._connected
+
+    async def start(self) -> None:
+        """Start the reader and the publisher, and wait for the reader's first connection
+        attempt: Redis may be down (the reader goes on retrying; not ready meanwhile)."""
+        self._pipe.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read_forever(), name="aiotcp-pubsub-reader"),
+            loop.create_task(self._keep_alive(), name="aiotcp-pubsub-ping"),
+        ]
+        await self._first_attempt.wait()
+
+    def publish(self, topic: str, text: str) -> Awaitable[None]:
+        return self._published(self._pipe.submit("PUBLISH", KEY_PREFIX + topic, text))
+
+    async def _published(self, reply: Awaitable[Any]) -> None:
+        await reply
+        self._stats.pubsub_published += 1
+
+    async def subscribe(self, topic: str) -> None:
+        self._wanted.add(topic)
+        if topic in self._live:
+            return
+        conn = self._conn
+        if conn is None or not self._connected:
+            raise BrokerUnavailable(f"redis: not connected to {endpoint(self._settings)}")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(topic, []).append(fut)
+        if topic not in self._requested:
+            await self._send(conn, "SUBSCRIBE", [topic])
+        try:
+            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+                await fut
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"redis: SUBSCRIBE not confirmed in {SUBSCRIBE_TIMEOUT:g}s"
+            ) from None
+        finally:
+            waiting = self._waiters.get(topic)
+            if waiting is not None and fut in waiting:
+                waiting.remove(fut)
+
+    def unsubscribe(self, topic: str) -> None:
+        self._wanted.discard(topic)
+        self._live.discard(topic)
+        conn = self._conn
+        if topic in self._requested and conn is not None and self._connected:
+            self._requested.discard(topic)
+            task = asyncio.get_running_loop().create_task(self._send(conn, "UNSUBSCRIBE", [topic]))
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    async def _send(self, conn: Connection, command: str, topics: list[str]) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE ``topics`` on the subscribing connection.
+
+        A failure here is a lost link: the reader sees it too, and resubscribes.
+        """
+        if command == "SUBSCRIBE":
+            for t in topics:
+                self._requested.add(t)
+                self._unconfirmed[t] = self._unconfirmed.get(t, 0) + 1
+        with contextlib.suppress(Exception):
+            await conn.send_command(command, *(KEY_PREFIX + t for t in topics), check_health=False)
+
+    # ---- the reader ------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        backoff = RECONNECT_FIRST
+        while not self._stopping:
+            conn = new_connection(self._settings, read_timeout=None)
+            try:
+                try:
+                    await conn.connect()  # type: ignore[no-untyped-call]
+                finally:
+                    self._first_attempt.set()
+                backoff = RECONNECT_FIRST
+                await self._connected_on(conn)
+                while True:
+                    msg = await conn.read_response(timeout=math.inf, disconnect_on_error=True)
+                    self._last_seen = time.monotonic()
+                    if self._on_message(msg):
+                        return  # drained: the final UNSUBSCRIBE was confirmed
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self._lost(e)
+            finally:
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+            if self._stopping:
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, RECONNECT_MAX)
+
+    async def _connected_on(self, conn: Connection) -> None:
+        self._conn = conn
+        self._connected = True
+        self._last_seen = time.monotonic()
+        self._requested.clear()
+        self._unconfirmed.clear()
+        self._live.clear()
+        topics = sorted(self._wanted)
+        if self._outage_since is not None:
+            self._stats.broker_reconnects += 1
+            self._resubscribing = len(topics)
+            if not topics:
+                self._log_reconnected(0)
+        if topics:
+            await self._send(conn, "SUBSCRIBE", topics)
+
+    def _on_message(self, msg: Any) -> bool:
+        """Handle one pushed reply; True once the drain's UNSUBSCRIBE-all is confirmed."""
+        if not isinstance(msg, list) or len(msg) < 3:
+            return False
+        kind = msg[0]
+        if kind == b"message":
+            topic = msg[1].decode("utf-8", "replace")[len(KEY_PREFIX) :]
+            text = msg[2].decode("utf-8", "replace")
+            self._fanout.deliver(topic, f"MSG {topic} {text}")
+        elif kind == b"subscribe":
+            self._confirmed(msg[1].decode("utf-8", "replace")[len(KEY_PREFIX) :])
+        elif kind == b"unsubscribe":
+            return self._stopping and msg[2] == 0
+        return False
+
+    def _confirmed(self, topic: str) -> None:
+        left = self._unconfirmed.get(topic, 0) - 1
+        if left > 0:
+            self._unconfirmed[topic] = left
+            return
+        self._unconfirmed.pop(topic, None)
+        if topic not in self._requested:
+            return  # unsubscribed meanwhile
+        self._live.add(topic)
+        for fut in self._waiters.pop(topic, []):
+            if not fut.done():
+                fut.set_result(None)
+        if self._outage_since is not None and self._resubscribing:
+            self._resubscribing -= 1
+            if not self._resubscribing:
+                self._log_reconnected(len(self._live))
+
+    def _log_reconnected(self, topics: int) -> None:
+        since, self._outage_since = self._outage_since, None
+        outage = time.monotonic() - since if since is not None else 0.0
+        log.warning(
+            "broker: reconnected to Redis at %s after %.1fs; resubscribed %d topic(s); "
+            "messages published during the outage may have been lost (pub/sub mode is "
+            "at-most-once)",
+            endpoint(self._settings), outage, topics,
+        )
+
+    def _lost(self, exc: BaseException) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._live.clear()
+        failure = BrokerUnavailable(reason(exc))
+        for waiting in self._waiters.values():
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_exception(failure)
+        self._waiters.clear()
+        if was_connected or self._outage_since is None:
+            self._outage_since = time.monotonic() if self._outage_since is None else self._outage_since
+            if not self._stopping:
+                log.error("broker: lost Redis at %s (%s); reconnecting",
+                          endpoint(self._settings), reason(exc))
+
+    async def _keep_alive(self) -> None:
+        """PING the subscribing connection; drop it when Redis stopped answering."""
+        while not self._stopping:
+            await asyncio.sleep(PING_INTERVAL)
+            conn = self._conn
+            if conn is None or not self._connected:
+                continue
+            if time.monotonic() - self._last_seen > DEAD_AFTER:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)  # the reader's read fails: reconnect
+                continue
+            with contextlib.suppress(Exception):
+                await conn.send_command("PING", check_health=False)
+
+    # ---- shutdown --------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """UNSUBSCRIBE from everything; the reader delivers what Redis sent before the
+        confirmation, then stops."""
+        self._stopping = True
+        reader = self._tasks[0] if self._tasks else None
+        conn = self._conn
+        if reader is None or reader.done():
+            return
+        if conn is None or not self._connected:
+            reader.cancel()
+        else:
+            with contextlib.suppress(Exception):
+                await conn.send_command("UNSUBSCRIBE", check_health=False)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await asyncio.shield(reader)
+
+    async def close(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._connected = False
+        await self._pipe.close()
