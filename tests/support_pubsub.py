@@ -174,7 +174,9 @@ class Instance(ServerProcess):
     """``aiotcp serve --app pubsub`` as a process, with its metrics port."""
 
     def __init__(self, broker: str, mode: str = "pubsub", *extra: str) -> None:
-        args = ["--app", "pubsub", "--metrics-port", "0", "--broker-mode", mode, *extra]
+        # --metrics-port 0 is "off": take a free port (and learn it back from the log).
+        args = ["--app", "pubsub", "--metrics-port", str(free_port()), "--broker-mode", mode,
+                *extra]
         if broker:
             args += ["--broker", broker]
         super().__init__(args)
