@@ -84,6 +84,7 @@ class CommandPipe:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._stale = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="aiotcp-redis-pipe")
@@ -98,6 +99,11 @@ class CommandPipe:
         self._queue.append((args, fut))
         self._wake.set()
         return fut
+
+    def reset(self) -> None:
+        """The link to Redis was lost (a reader saw it): the next round trip starts on a
+        new connection, so no command is sent on a socket the old Redis closed."""
+        self._stale = True
 
     async def call(self, *args: Any) -> Any:
         """Submit a command and await its reply (raises BrokerUnavailable, ResponseError)."""
@@ -115,6 +121,13 @@ class CommandPipe:
 
     async def _round_trip(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         conn = self._conn
+        if self._stale:
+            self._stale = False
+            self._conn = None
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+                conn = None
         done = 0
         try:
             if conn is None:

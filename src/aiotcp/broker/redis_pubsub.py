@@ -150,6 +150,11 @@ class PubSubBroker:
                     await conn.connect()  # type: ignore[no-untyped-call]
                 finally:
                     self._first_attempt.set()
+                # A proxy in the way accepts the TCP connection even with Redis gone:
+                # only an answer proves the link.
+                await conn.send_command("PING", check_health=False)
+                if await conn.read_response(timeout=COMMAND_TIMEOUT) is None:
+                    raise TimeoutError(f"no answer to PING in {COMMAND_TIMEOUT:g}s")
                 backoff = RECONNECT_FIRST
                 await self._connected_on(conn)
                 while True:
@@ -232,6 +237,7 @@ class PubSubBroker:
         was_connected = self._connected
         self._connected = False
         self._live.clear()
+        self._pipe.reset()
         failure = BrokerUnavailable(reason(exc))
         for waiting in self._waiters.values():
             for fut in waiting:

@@ -228,6 +228,7 @@ class StreamsBroker:
     def _down(self, exc: BaseException) -> None:
         was_connected = self._connected
         self._connected = False
+        self._pipe.reset()
         if self._outage_since is None:
             self._outage_since = time.monotonic()
         if was_connected and not self._stopping:
