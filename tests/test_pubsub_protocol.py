@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from aiotcp.apps.pubsub import MAX_TOPIC_BYTES, BadCommand, Command, parse, topic_error
-from aiotcp.broker.fanout import Fanout
+from aiotcp.broker.fanout import PUSH_CHUNK, Fanout
 from aiotcp.observe.stats import Stats
 
 
@@ -91,3 +91,20 @@ def test_a_subscriber_that_refuses_loses_the_message_and_it_is_counted() -> None
     assert slow.got == ["MSG t 0"]
     assert fast.got == ["MSG t 0", "MSG t 1", "MSG t 2"]
     assert (stats.pubsub_delivered, stats.pubsub_dropped) == (4, 2)
+
+
+def test_a_burst_goes_out_in_chunks_of_whole_lines_one_send_each() -> None:
+    stats = Stats()
+    fanout = Fanout(stats)
+    sub, slow = FakeSubscriber(), FakeSubscriber(room=1)
+    fanout.add("t", sub)
+    fanout.add("t", slow)
+    lines = [f"MSG t {i} " + "x" * 1000 for i in range(200)]  # ~200 KB: several chunks
+    fanout.deliver_many("t", lines)
+    assert len(sub.got) > 1
+    assert "\n".join(sub.got).split("\n") == lines  # whole lines, in order
+    assert all(len(c) <= PUSH_CHUNK + 1100 for c in sub.got)
+    assert len(slow.got) == 1
+    got_by_slow = len(slow.got[0].split("\n"))
+    assert stats.pubsub_delivered == 200 + got_by_slow
+    assert stats.pubsub_dropped == 200 - got_by_slow

@@ -25,7 +25,6 @@ from support_pubsub import (
     require_redis,
     subscribe,
     topic,
-    wait_until,
 )
 
 LOST_HINT = "messages published during the outage may have been lost"

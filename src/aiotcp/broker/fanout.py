@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from aiotcp.observe.stats import Stats
 
 
+# A burst is pushed to a subscriber in chunks of about this many characters: one write
+# per chunk rather than per message, and never one huge string per subscriber (64 KiB is
+# the connection's output high-water mark).
+PUSH_CHUNK = 64 * 1024
+
+
 class Subscriber(Protocol):
     """What the fanout needs of a connection."""
 
@@ -24,7 +30,7 @@ class Subscriber(Protocol):
 class Fanout:
     """The local subscribers of every topic, and the counters of what reached them."""
 
-    __slots__ = ("topics", "stats")
+    __slots__ = ("stats", "topics")
 
     def __init__(self, stats: Stats) -> None:
         # A dict as an insertion-ordered set: delivery order is subscription order.
@@ -69,3 +75,33 @@ class Fanout:
         stats = self.stats
         stats.pubsub_delivered += sent
         stats.pubsub_dropped += len(subs) - sent
+
+    def deliver_many(self, topic: str, lines: list[str]) -> None:
+        """Push ``lines`` (whole ``MSG`` frames, in order) to every local subscriber of
+        ``topic`` with one ``send`` per subscriber and chunk of up to PUSH_CHUNK
+        characters: the pubsub app speaks line framing, so the lines joined by newlines
+        are exactly those frames, and a burst costs one write per subscriber."""
+        if topic not in self.topics:
+            return
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            chunk.append(line)
+            size += len(line) + 1
+            if size >= PUSH_CHUNK:
+                self._push(topic, "\n".join(chunk), len(chunk))
+                chunk, size = [], 0
+        if chunk:
+            self._push(topic, "\n".join(chunk), len(chunk))
+
+    def _push(self, topic: str, text: str, n: int) -> None:
+        subs = self.topics.get(topic)
+        if not subs:
+            return
+        sent = 0
+        for sub in subs:
+            if sub.send(text):
+                sent += 1
+        stats = self.stats
+        stats.pubsub_delivered += sent * n
+        stats.pubsub_dropped += (len(subs) - sent) * n

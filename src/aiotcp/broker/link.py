@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.connection import Connection, parse_url
@@ -171,3 +172,40 @@ class CommandPipe:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
+
+
+async def keep_reading(
+    settings: Settings,
+    read_timeout: float | None,
+    session: Callable[[Connection], Awaitable[None]],
+    lost: Callable[[BaseException], None],
+    stopping: Callable[[], bool],
+) -> None:
+    """Run ``session(conn)`` on a new connection until it returns (a clean end) or
+    ``stopping()``; after a failure call ``lost(exc)`` and reconnect with backoff.
+
+    The backoff doubles from RECONNECT_FIRST to RECONNECT_MAX while Redis refuses, and
+    starts over when a session had begun (Redis was there a moment ago).
+    """
+    backoff = RECONNECT_FIRST
+    while not stopping():
+        conn = new_connection(settings, read_timeout)
+        began = False
+        try:
+            await conn.connect()  # type: ignore[no-untyped-call]
+            began = True
+            await session(conn)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a lost link (LINK_ERRORS) or a bad reply: reconnect
+            lost(e)
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+        if stopping():
+            return
+        if began:
+            backoff = RECONNECT_FIRST
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, RECONNECT_MAX)

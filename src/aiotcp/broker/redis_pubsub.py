@@ -28,12 +28,10 @@ from aiotcp.broker import KEY_PREFIX, BrokerUnavailable
 from aiotcp.broker.fanout import Fanout
 from aiotcp.broker.link import (
     COMMAND_TIMEOUT,
-    RECONNECT_FIRST,
-    RECONNECT_MAX,
     CommandPipe,
     Settings,
     endpoint,
-    new_connection,
+    keep_reading,
     reason,
 )
 
@@ -142,40 +140,29 @@ class PubSubBroker:
     # ---- the reader ------------------------------------------------------------------
 
     async def _read_forever(self) -> None:
-        backoff = RECONNECT_FIRST
-        while not self._stopping:
-            conn = new_connection(self._settings, read_timeout=None)
-            try:
-                try:
-                    await conn.connect()  # type: ignore[no-untyped-call]
-                finally:
-                    self._first_attempt.set()
-                # A proxy in the way accepts the TCP connection even with Redis gone:
-                # only an answer proves the link.
-                await conn.send_command("PING", check_health=False)
-                if await conn.read_response(timeout=COMMAND_TIMEOUT) is None:
-                    raise TimeoutError(f"no answer to PING in {COMMAND_TIMEOUT:g}s")
-                backoff = RECONNECT_FIRST
-                await self._connected_on(conn)
-                while True:
-                    msg = await conn.read_response(timeout=math.inf, disconnect_on_error=True)
-                    self._last_seen = time.monotonic()
-                    if self._on_message(msg):
-                        return  # drained: the final UNSUBSCRIBE was confirmed
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                self._lost(e)
-            finally:
-                self._conn = None
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-            if self._stopping:
-                return
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_MAX)
+        await keep_reading(
+            self._settings, None, self._session, self._lost, lambda: self._stopping
+        )
+
+    async def _session(self, conn: Connection) -> None:
+        """Prove the link, subscribe every wanted topic, deliver until drained."""
+        try:
+            # A proxy in the way accepts the TCP connection even with Redis gone: only
+            # an answer proves the link.
+            await conn.send_command("PING", check_health=False)
+            if await conn.read_response(timeout=COMMAND_TIMEOUT) is None:
+                raise TimeoutError(f"no answer to PING in {COMMAND_TIMEOUT:g}s")
+            await self._connected_on(conn)
+            while True:
+                msg = await conn.read_response(timeout=math.inf)
+                self._last_seen = time.monotonic()
+                if self._on_message(msg):
+                    return  # drained: the final UNSUBSCRIBE was confirmed
+        finally:
+            self._conn = None
 
     async def _connected_on(self, conn: Connection) -> None:
+        self._first_attempt.set()
         self._conn = conn
         self._connected = True
         self._last_seen = time.monotonic()
@@ -234,6 +221,7 @@ class PubSubBroker:
         )
 
     def _lost(self, exc: BaseException) -> None:
+        self._first_attempt.set()
         was_connected = self._connected
         self._connected = False
         self._live.clear()

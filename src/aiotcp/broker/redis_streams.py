@@ -27,12 +27,10 @@ from aiotcp.broker import KEY_PREFIX, TEXT_FIELD
 from aiotcp.broker.fanout import Fanout
 from aiotcp.broker.link import (
     COMMAND_TIMEOUT,
-    RECONNECT_FIRST,
-    RECONNECT_MAX,
     CommandPipe,
     Settings,
     endpoint,
-    new_connection,
+    keep_reading,
     reason,
 )
 
@@ -132,33 +130,24 @@ class StreamsBroker:
     # ---- the reader ------------------------------------------------------------------
 
     async def _read_forever(self) -> None:
-        backoff = RECONNECT_FIRST
-        while not self._stopping:
-            conn = new_connection(self._settings, read_timeout=BLOCK_MS / 1000 + COMMAND_TIMEOUT)
-            try:
-                await conn.connect()  # type: ignore[no-untyped-call]
-                await conn.send_command("CLIENT", "ID")
-                self._reader_id = int(await conn.read_response())
-                self._up()
-                backoff = RECONNECT_FIRST
-                while not self._stopping:
-                    await self._read_once(conn, block=True)
-                for _ in range(DRAIN_READS):
-                    if not await self._read_once(conn, block=False):
-                        break
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                self._down(e)
-            finally:
-                self._reader_id = None
-                with contextlib.suppress(Exception):
-                    await conn.disconnect(nowait=True)
-            if self._stopping:
-                return
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, RECONNECT_MAX)
+        await keep_reading(
+            self._settings, BLOCK_MS / 1000 + COMMAND_TIMEOUT, self._session, self._down,
+            lambda: self._stopping,
+        )
+
+    async def _session(self, conn: Connection) -> None:
+        """Read and deliver until shutdown; then read what is left without blocking."""
+        try:
+            await conn.send_command("CLIENT", "ID")
+            self._reader_id = int(await conn.read_response())
+            self._up()
+            while not self._stopping:
+                await self._read_once(conn, block=True)
+            for _ in range(DRAIN_READS):
+                if not await self._read_once(conn, block=False):
+                    break
+        finally:
+            self._reader_id = None
 
     async def _read_once(self, conn: Connection, *, block: bool) -> int:
         """One XREAD over the topics; delivers and returns the number of entries."""
@@ -195,9 +184,9 @@ class StreamsBroker:
             return  # unsubscribed meanwhile
         # Resubscribed meanwhile (a newer start ID): skip what precedes it.
         floor = id_key(last)
-        deliver = self._fanout.deliver
         with_ids = self._message_ids
         field = TEXT_FIELD.encode()
+        lines = []
         for entry_id, fields in entries:
             if id_key(entry_id) <= floor:
                 continue
@@ -208,10 +197,11 @@ class StreamsBroker:
                     break
             body = text.decode("utf-8", "replace")
             if with_ids:
-                deliver(topic, f"MSG {topic} {entry_id.decode()} {body}")
+                lines.append(f"MSG {topic} {entry_id.decode()} {body}")
             else:
-                deliver(topic, f"MSG {topic} {body}")
+                lines.append(f"MSG {topic} {body}")
             last = entry_id
+        self._fanout.deliver_many(topic, lines)
         self._last[topic] = last
 
     def _up(self) -> None:

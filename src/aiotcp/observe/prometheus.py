@@ -99,32 +99,25 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     )
 
 
+# The pubsub app's counters: (metric, snapshot key, help).
+PUBSUB_COUNTERS = (
+    ("aiotcp_pubsub_published", "pubsub_published", "PUB messages the broker accepted (acked)."),
+    ("aiotcp_pubsub_delivered", "pubsub_delivered", "MSG frames pushed to subscribers."),
+    ("aiotcp_pubsub_dropped", "pubsub_dropped",
+     "MSG frames dropped for subscribers holding too much unread output."),
+    ("aiotcp_broker_reconnects", "broker_reconnects",
+     "Broker connections re-established after a loss."),
+)
+
+
 def _pubsub(snap: Snapshot) -> Iterator[Metric]:
     """The pubsub app's families (zero for other apps, so every series always exists)."""
-    yield CounterMetricFamily(
-        "aiotcp_pubsub_published",
-        "PUB messages the broker accepted (acked).",
-        value=snap.get("pubsub_published", 0),
-    )
-    yield CounterMetricFamily(
-        "aiotcp_pubsub_delivered",
-        "MSG frames pushed to subscribers.",
-        value=snap.get("pubsub_delivered", 0),
-    )
-    yield CounterMetricFamily(
-        "aiotcp_pubsub_dropped",
-        "MSG frames dropped for subscribers holding too much unread output.",
-        value=snap.get("pubsub_dropped", 0),
-    )
+    for name, key, doc in PUBSUB_COUNTERS:
+        yield CounterMetricFamily(name, doc, value=snap.get(key, 0))
     yield GaugeMetricFamily(
         "aiotcp_pubsub_subscriptions",
         "Subscriptions (connection, topic) held now.",
         value=snap.get("pubsub_subscriptions", 0),
-    )
-    yield CounterMetricFamily(
-        "aiotcp_broker_reconnects",
-        "Broker connections re-established after a loss.",
-        value=snap.get("broker_reconnects", 0),
     )
 
 
