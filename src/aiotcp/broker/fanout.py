@@ -65,16 +65,7 @@ class Fanout:
 
     def deliver(self, topic: str, line: str) -> None:
         """Push ``line`` (a whole ``MSG`` frame) to every local subscriber of ``topic``."""
-        subs = self.topics.get(topic)
-        if not subs:
-            return
-        sent = 0
-        for sub in subs:
-            if sub.send(line):
-                sent += 1
-        stats = self.stats
-        stats.pubsub_delivered += sent
-        stats.pubsub_dropped += len(subs) - sent
+        self._push(topic, line, 1)
 
     def deliver_many(self, topic: str, lines: list[str]) -> None:
         """Push ``lines`` (whole ``MSG`` frames, in order) to every local subscriber of
@@ -95,6 +86,7 @@ class Fanout:
             self._push(topic, "\n".join(chunk), len(chunk))
 
     def _push(self, topic: str, text: str, n: int) -> None:
+        """``send(text)`` (``n`` frames) to each subscriber of ``topic``; count the outcome."""
         subs = self.topics.get(topic)
         if not subs:
             return

@@ -44,6 +44,8 @@ SUBSCRIBE_TIMEOUT = COMMAND_TIMEOUT
 # often, and treat it as lost when nothing (not even the PONG) came for DEAD_AFTER.
 PING_INTERVAL = 2.0
 DEAD_AFTER = 3 * PING_INTERVAL
+# Messages taken from the buffer in one go before delivering (bounds one loop turn).
+MAX_BURST = 1000
 # On shutdown, how long the reader may take to read what Redis already sent.
 DRAIN_TIMEOUT = 2.0
 
@@ -154,9 +156,13 @@ class PubSubBroker:
                 raise TimeoutError(f"no answer to PING in {COMMAND_TIMEOUT:g}s")
             await self._connected_on(conn)
             while True:
-                msg = await conn.read_response(timeout=math.inf)
+                burst = [await conn.read_response(timeout=math.inf)]
+                # What Redis sent meanwhile is already buffered: take it too, so a
+                # burst costs one write per subscriber, not one per message.
+                while len(burst) < MAX_BURST and await conn.can_read():
+                    burst.append(await conn.read_response(timeout=math.inf))
                 self._last_seen = time.monotonic()
-                if self._on_message(msg):
+                if self._on_burst(burst):
                     return  # drained: the final UNSUBSCRIBE was confirmed
         finally:
             self._conn = None
@@ -178,20 +184,32 @@ class PubSubBroker:
         if topics:
             await self._send(conn, "SUBSCRIBE", topics)
 
-    def _on_message(self, msg: Any) -> bool:
-        """Handle one pushed reply; True once the drain's UNSUBSCRIBE-all is confirmed."""
-        if not isinstance(msg, list) or len(msg) < 3:
-            return False
-        kind = msg[0]
-        if kind == b"message":
-            topic = msg[1].decode("utf-8", "replace")[len(KEY_PREFIX) :]
-            text = msg[2].decode("utf-8", "replace")
-            self._fanout.deliver(topic, f"MSG {topic} {text}")
-        elif kind == b"subscribe":
-            self._confirmed(msg[1].decode("utf-8", "replace")[len(KEY_PREFIX) :])
-        elif kind == b"unsubscribe":
-            return self._stopping and msg[2] == 0
-        return False
+    def _on_burst(self, burst: list[Any]) -> bool:
+        """Handle pushed replies in order; True once the drain's UNSUBSCRIBE-all is
+        confirmed. Consecutive messages go out per topic together (deliver_many)."""
+        lines: dict[str, list[str]] = {}
+        drained = False
+        for msg in burst:
+            if not isinstance(msg, list) or len(msg) < 3:
+                continue  # a PONG
+            kind = msg[0]
+            if kind == b"message":
+                topic = msg[1].decode("utf-8", "replace")[len(KEY_PREFIX) :]
+                text = msg[2].decode("utf-8", "replace")
+                lines.setdefault(topic, []).append(f"MSG {topic} {text}")
+                continue
+            self._flush(lines)
+            if kind == b"subscribe":
+                self._confirmed(msg[1].decode("utf-8", "replace")[len(KEY_PREFIX) :])
+            elif kind == b"unsubscribe" and self._stopping and msg[2] == 0:
+                drained = True
+        self._flush(lines)
+        return drained
+
+    def _flush(self, lines: dict[str, list[str]]) -> None:
+        for topic, topic_lines in lines.items():
+            self._fanout.deliver_many(topic, topic_lines)
+        lines.clear()
 
     def _confirmed(self, topic: str) -> None:
         left = self._unconfirmed.get(topic, 0) - 1
