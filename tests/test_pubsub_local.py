@@ -139,3 +139,25 @@ def test_settings_the_app_cannot_serve_exit_1_with_one_line() -> None:
         assert p.returncode == 1, (args, p.stderr)
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_quiet_subscriber_is_not_closed_by_the_idle_timeout(loop_kind: str) -> None:
+    """Like Redis's timeout, which spares pub/sub clients: a subscriber only listens."""
+
+    async def check(server: TestServer, hub: Any) -> None:
+        sub = await subscribe(server.port, "quiet")
+        left = await subscribe(server.port, "quiet")
+        assert await left.request("UNSUB quiet") == "OK UNSUB quiet"  # no longer listening
+        idle = await connect(server.port)
+        assert await idle.request("PUB other x") == "已收到: x"
+        # ``idle`` spoke last, so once it is closed for idleness the others' deadlines
+        # have passed too.
+        assert (await idle.recv()).startswith("ERR idle-timeout")
+        assert (await left.recv()).startswith("ERR idle-timeout")
+        pub = await connect(server.port)
+        await pub.send("PUB quiet still here")
+        assert await sub.recv() == "MSG quiet still here"
+        for c in (sub, left, idle, pub):
+            await c.close()
+
+    serve(loop_kind, check, idle_timeout=0.3)

@@ -43,13 +43,14 @@ PUSH_BACKLOG_LIMIT = 1024 * 1024
 class Extra:
     """Per-connection data most connections never need, made on first use."""
 
-    __slots__ = ("ip", "state", "closers")
+    __slots__ = ("ip", "state", "closers", "listening")
 
     def __init__(self) -> None:
         self.ip: str | None = None
         self.state: dict[str, Any] | None = None
         # close hook (pubsub branch): called once from connection_lost.
         self.closers: list[Callable[[Connection], None]] | None = None
+        self.listening = False  # listening hook (pubsub branch)
 
 
 class Connection(asyncio.Protocol):
@@ -122,6 +123,18 @@ class Connection(asyncio.Protocol):
         if extra.state is None:
             extra.state = {}
         return extra.state
+
+    @property
+    def listening(self) -> bool:
+        """True while the handler keeps this connection to push to it (pub/sub
+        subscriptions): the idle timeout does not apply to it, as Redis exempts pub/sub
+        clients from its ``timeout`` (listening hook, pubsub branch)."""
+        extra = self._extra
+        return extra is not None and extra.listening
+
+    @listening.setter
+    def listening(self, value: bool) -> None:
+        self._extra_data().listening = value
 
     @property
     def acked(self) -> int:

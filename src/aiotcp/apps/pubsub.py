@@ -143,6 +143,7 @@ class PubSub:
                 "too-many-subscriptions", f"limit {self.max_subscriptions} per connection"
             )
         topics.add(topic)
+        conn.listening = True  # a subscriber may stay quiet: no idle timeout
         self.fanout.add(topic, conn)
         try:
             await self.broker.subscribe(topic)
@@ -154,6 +155,8 @@ class PubSub:
     def _unsubscribe(self, topic: str, conn: Any) -> None:
         topics = self._topics(conn)
         topics.discard(topic)
+        if not topics:
+            conn.listening = False
         if self.fanout.remove(topic, conn) and self.broker is not None:
             self.broker.unsubscribe(topic)
 
