@@ -216,6 +216,8 @@ def make_app(config: Config) -> App:
         finally:
             await b.close()
 
+    broker.__qualname__ = "pubsub broker"  # how a startup failure names it, on one line
+
     @app.readiness
     def broker_ready() -> bool:
         return handler.broker is None or handler.broker.ready
