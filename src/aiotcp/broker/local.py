@@ -34,6 +34,7 @@ class LocalBroker:
 
     def publish(self, topic: str, text: str) -> Awaitable[None]:
         self.fanout.deliver(topic, f"MSG {topic} {text}")
+        self.fanout.stats.pubsub_published += 1
         return DONE
 
     async def subscribe(self, topic: str) -> None:
