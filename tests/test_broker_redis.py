@@ -19,6 +19,7 @@ import redis
 from aiotcp.apps import load_app
 from aiotcp.broker import KEY_PREFIX
 from aiotcp.config import Config
+from aiotcp.runner import loop_factory
 from aiotcp.testing import TestServer, serve_app
 from support_pubsub import (
     Instance,
@@ -47,16 +48,19 @@ async def instances(n: int, **settings: Any) -> AsyncIterator[list[TestServer]]:
         yield servers
 
 
-def run(main: Any) -> None:
+def run(main: Any, loop_kind: str = "asyncio") -> None:
     async def bounded() -> None:
         async with asyncio.timeout(60):
             await main()
 
-    asyncio.run(bounded())
+    with asyncio.Runner(loop_factory=loop_factory(Config(loop=loop_kind))) as runner:
+        runner.run(bounded())
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_message_reaches_the_subscribers_of_every_instance_in_order(mode: str) -> None:
+def test_a_message_reaches_the_subscribers_of_every_instance_in_order(
+    mode: str, loop_kind: str
+) -> None:
     url = require_redis()
     t, n = topic("cross"), 500
 
@@ -76,7 +80,33 @@ def test_a_message_reaches_the_subscribers_of_every_instance_in_order(mode: str)
             for c in (on_a, on_b, pub):
                 await c.close()
 
-    run(main)
+    run(main, loop_kind)
+
+
+def test_one_redis_subscription_per_instance_and_topic_not_per_client(loop_kind: str) -> None:
+    url = require_redis()
+    t = topic("numsub")
+    key = KEY_PREFIX + t
+    r = redis.Redis.from_url(url)
+
+    def numsub() -> int:
+        return int(dict(r.pubsub_numsub(key))[key.encode()])
+
+    async def main() -> None:
+        async with instances(2, broker=url) as (a, b):
+            on_a = [await subscribe(a.port, t) for _ in range(5)]
+            on_b = [await subscribe(b.port, t) for _ in range(5)]
+            assert numsub() == 2
+            for c in on_a:
+                await c.close()
+            await await_until(lambda: numsub() == 1, "instance a to unsubscribe")
+            assert await on_b[0].request(f"UNSUB {t}") == f"OK UNSUB {t}"
+            assert numsub() == 1  # four subscribers left on b
+            for c in on_b:
+                await c.close()
+            await await_until(lambda: numsub() == 0, "instance b to unsubscribe")
+
+    run(main, loop_kind)
 
 
 def test_streams_message_ids_are_the_entry_ids() -> None:
@@ -117,7 +147,9 @@ def test_streams_sub_delivers_what_is_published_after_ok_and_not_before() -> Non
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_pub_while_redis_is_down_is_err_unavailable_and_the_connection_stays(mode: str) -> None:
+def test_pub_while_redis_is_down_is_err_unavailable_and_the_connection_stays(
+    mode: str, loop_kind: str
+) -> None:
     with own_redis() as own:
 
         async def main() -> None:
@@ -139,7 +171,7 @@ def test_pub_while_redis_is_down_is_err_unavailable_and_the_connection_stays(mod
                 await sub.close()
                 await pub.close()
 
-        run(main)
+        run(main, loop_kind)
 
 
 def test_streams_mode_cannot_start_without_redis() -> None:
