@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from redis.asyncio.connection import Connection
@@ -69,7 +69,8 @@ class PubSubBroker:
         self._outage_since: float | None = None  # monotonic time the link was lost
         self._resubscribing = 0  # topics to confirm before the reconnect is logged
         self._stopping = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # the pinger and UNSUBSCRIBE sends
         self._first_attempt = asyncio.Event()
 
     @property
@@ -81,10 +82,8 @@ class PubSubBroker:
         attempt: Redis may be down (the reader goes on retrying; not ready meanwhile)."""
         self._pipe.start()
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._read_forever(), name="aiotcp-pubsub-reader"),
-            loop.create_task(self._keep_alive(), name="aiotcp-pubsub-ping"),
-        ]
+        self._reader = loop.create_task(self._read_forever(), name="aiotcp-pubsub-reader")
+        self._spawn(self._keep_alive())
         await self._first_attempt.wait()
 
     def publish(self, topic: str, text: str) -> Awaitable[None]:
@@ -123,9 +122,12 @@ class PubSubBroker:
         conn = self._conn
         if topic in self._requested and conn is not None and self._connected:
             self._requested.discard(topic)
-            task = asyncio.get_running_loop().create_task(self._send(conn, "UNSUBSCRIBE", [topic]))
-            self._tasks.append(task)
-            task.add_done_callback(self._tasks.remove)
+            self._spawn(self._send(conn, "UNSUBSCRIBE", [topic]))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _send(self, conn: Connection, command: str, topics: list[str]) -> None:
         """SUBSCRIBE/UNSUBSCRIBE ``topics`` on the subscribing connection.
@@ -276,7 +278,7 @@ class PubSubBroker:
         """UNSUBSCRIBE from everything; the reader delivers what Redis sent before the
         confirmation, then stops."""
         self._stopping = True
-        reader = self._tasks[0] if self._tasks else None
+        reader = self._reader
         conn = self._conn
         if reader is None or reader.done():
             return
@@ -291,11 +293,12 @@ class PubSubBroker:
 
     async def close(self) -> None:
         self._stopping = True
-        for task in list(self._tasks):
+        tasks = [t for t in (self._reader, *self._tasks) if t is not None]
+        self._reader = None
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._tasks.clear()
         self._connected = False
         await self._pipe.close()
