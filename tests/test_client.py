@@ -11,7 +11,7 @@ from typing import Any
 from support.clients import ACK
 from support.process import child_env
 from support.certs import Certs
-from support.haproxy import free_port
+from support.ports import free_port
 
 
 def client(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

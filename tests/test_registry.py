@@ -24,6 +24,7 @@ class Member:
         self.close_reason = "closed"
         self.ip: str | None = None
         self.busy = busy
+        self.listening = False
         self.peer = ("127.0.0.1", 1)
         self.expired: list[str] = []
 

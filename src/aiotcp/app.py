@@ -45,8 +45,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, Union
+from typing import TYPE_CHECKING, Any, TypeVar, Union
+
+if TYPE_CHECKING:
+    from aiotcp.observe.stats import Stats
 
 Reply = Union[str, None]
 Handler = Callable[[str, Any], Union[Reply, Awaitable[Reply]]]
@@ -55,6 +59,8 @@ Lifespan = Callable[["State"], AsyncGenerator[None, None]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 BLOCKING_ATTR = "__aiotcp_blocking__"
+
+log = logging.getLogger("aiotcp")
 
 
 class AppError(ValueError):
@@ -102,6 +108,11 @@ class App:
         self.state = State()
         self._handler = handler
         self._lifespans: list[Lifespan] = [lifespan] if lifespan is not None else []
+        # App hooks: the serving server's counters, set by the server
+        # before the lifespan runs; readiness checks; drain callbacks.
+        self.stats: Stats | None = None
+        self._readiness: list[Callable[[], bool]] = []
+        self._drains: list[Callable[[], Awaitable[None]]] = []
 
     def handler(self, fn: F) -> F:
         """Decorator: the handler of this app (a function or a handler object)."""
@@ -114,6 +125,34 @@ class App:
             raise TypeError("a lifespan is an async generator function: async def f(state): ... yield")
         self._lifespans.append(fn)
         return fn
+
+    def readiness(self, fn: Callable[[], bool]) -> Callable[[], bool]:
+        """Decorator: ``fn()`` is False while the app cannot serve (``/readyz`` answers 503).
+
+        Called at every ``/readyz`` request: it must be quick and never block.
+        """
+        self._readiness.append(fn)
+        return fn
+
+    @property
+    def ready(self) -> bool:
+        """True unless a readiness check says otherwise."""
+        return all(fn() for fn in self._readiness)
+
+    def on_drain(self, fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Decorator: ``await fn()`` when shutdown begins, before connections are asked
+        to finish (a broker delivers what it already received while clients still listen).
+        """
+        self._drains.append(fn)
+        return fn
+
+    async def drain(self) -> None:
+        """Await every drain callback in order; one that raises is logged and skipped."""
+        for fn in self._drains:
+            try:
+                await fn()
+            except Exception:
+                log.exception("drain callback %s failed", getattr(fn, "__qualname__", fn))
 
     @property
     def target(self) -> Any:

@@ -43,11 +43,14 @@ PUSH_BACKLOG_LIMIT = 1024 * 1024
 class Extra:
     """Per-connection data most connections never need, made on first use."""
 
-    __slots__ = ("ip", "state")
+    __slots__ = ("ip", "state", "closers", "listening")
 
     def __init__(self) -> None:
         self.ip: str | None = None
         self.state: dict[str, Any] | None = None
+        # Called once from connection_lost (see on_close).
+        self.closers: list[Callable[[Connection], None]] | None = None
+        self.listening = False
 
 
 class Connection(asyncio.Protocol):
@@ -122,6 +125,18 @@ class Connection(asyncio.Protocol):
         return extra.state
 
     @property
+    def listening(self) -> bool:
+        """True while the handler keeps this connection to push to it (pub/sub
+        subscriptions): the idle timeout does not apply to it, as Redis exempts pub/sub
+        clients from its ``timeout``."""
+        extra = self._extra
+        return extra is not None and extra.listening
+
+    @listening.setter
+    def listening(self, value: bool) -> None:
+        self._extra_data().listening = value
+
+    @property
     def acked(self) -> int:
         """Messages the handler has finished with (sync kinds: all that were received)."""
         return self.messages
@@ -153,6 +168,18 @@ class Connection(asyncio.Protocol):
         self._closing = True
         self.close_reason = "handler"
         asyncio.get_running_loop().call_soon(self._close_transport)
+
+    def on_close(self, fn: Callable[[Connection], None]) -> None:
+        """Call ``fn(conn)`` once when this connection is lost.
+
+        For handlers that keep server-wide data per connection (subscriptions). ``fn``
+        runs inside ``connection_lost``: it must be quick and not raise (an exception is
+        logged and ignored).
+        """
+        extra = self._extra_data()
+        if extra.closers is None:
+            extra.closers = []
+        extra.closers.append(fn)
 
     def send(self, text: str) -> bool:
         """Push one frame to the client outside the reply order (e.g. a pub/sub message).
@@ -203,6 +230,14 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.close_reason in ("closed", "eof"):
             self.close_reason = "reset"
+        extra = self._extra
+        if extra is not None and extra.closers:
+            closers, extra.closers = extra.closers, None
+            for fn in closers:
+                try:
+                    fn(self)
+                except Exception as e:
+                    self._dispatch.failed(e)
         self._registry.forget(self)
 
     def pause_writing(self) -> None:

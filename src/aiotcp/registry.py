@@ -65,6 +65,11 @@ class Member(Protocol):
         ...
 
     @property
+    def listening(self) -> bool:
+        """True while the handler pushes to it (subscriptions): no idle timeout."""
+        ...
+
+    @property
     def peer(self) -> Any: ...
 
     def expire(self, code: str, text: str) -> None:
@@ -184,7 +189,10 @@ class Registry:
             if paused is not None:
                 if write and paused <= write_before:
                     out.append((conn, "write-timeout", "client is not reading its replies"))
-            elif idle and conn.last_message <= idle_before and not conn.busy:
+            elif (
+                idle and conn.last_message <= idle_before and not conn.busy
+                and not conn.listening
+            ):
                 out.append((conn, "idle-timeout", f"no complete message for {idle:g}s"))
         return out
 

@@ -89,6 +89,7 @@ class Server:
         self.config = config.validate()
         self.stats = stats if stats is not None else Stats()
         self.app: App = as_app(app)
+        self.app.stats = self.stats  # app hooks: apps count their own events
         self.streams = config.api == "streams"
         max_connections = config.max_connections or default_max_connections(_nofile())
         self.registry = Registry(config, self.stats, max_connections)
@@ -121,7 +122,8 @@ class Server:
     @property
     def ready(self) -> bool:
         """True while serving; False before start and once shutdown began."""
-        return bool(self._listeners) and not self.registry.shutting_down
+        # app readiness: e.g. a broker that cannot be reached.
+        return bool(self._listeners) and not self.registry.shutting_down and self.app.ready
 
     def new_codec(self) -> Codec:
         return make_codec(self.config.framing, self.config.max_line)
@@ -237,6 +239,12 @@ class Server:
             listener.close()
         if self.front_door is not None:
             self.front_door.close()  # connections still in their PROXY header or handshake
+        # app drain: the app delivers what it holds while clients listen.
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout):
+                await self.app.drain()
+        except TimeoutError:
+            log.warning("app drain took over %gs; going on", self.config.shutdown_timeout)
         if registry.members:
             log.info("shutting down: draining %d connection(s)", len(registry))
             self._drained.clear()

@@ -75,6 +75,8 @@ class StreamsConnection(asyncio.StreamReaderProtocol):
     def busy(self) -> bool:
         return False
 
+    listening = False  # streams handlers never push: the idle timeout applies
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport_ref = transport
         if self._registry.max_per_ip:

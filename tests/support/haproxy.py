@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from support.ports import free_port
+
 HAPROXY_PATHS = ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy")
 MISSING = "HAProxy is not installed: apt-get install haproxy (make test installs it)"
 
@@ -41,12 +43,6 @@ def haproxy_binary() -> str:
     if found is None:
         pytest.fail(MISSING)
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HAProxy:

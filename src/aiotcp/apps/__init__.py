@@ -23,6 +23,7 @@ __all__ = ["Ack", "Echo", "BUILTIN", "load_app"]
 BUILTIN: dict[str, tuple[str, str]] = {
     "ack": ("", ""),
     "echo": ("", ""),
+    "pubsub": ("aiotcp.apps.pubsub", "redis"),
 }
 
 

@@ -106,6 +106,7 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         "TLS handshakes that failed (bad client hello, refused client certificate, ...).",
         value=snap.get("tls_handshake_failures", 0),
     )
+    yield from _pubsub(snap)
     yield _histogram(snap["ack_latency"])
     yield GaugeMetricFamily(
         "aiotcp_loop_lag_seconds",
@@ -116,6 +117,28 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         "aiotcp_loop_stalls",
         "Times the event loop was blocked longer than block_threshold.",
         value=snap["loop_stalls"],
+    )
+
+
+# The pubsub app's counters: (metric, snapshot key, help).
+PUBSUB_COUNTERS = (
+    ("aiotcp_pubsub_published", "pubsub_published", "PUB messages the broker accepted (acked)."),
+    ("aiotcp_pubsub_delivered", "pubsub_delivered", "MSG frames pushed to subscribers."),
+    ("aiotcp_pubsub_dropped", "pubsub_dropped",
+     "MSG frames dropped for subscribers holding too much unread output."),
+    ("aiotcp_broker_reconnects", "broker_reconnects",
+     "Broker connections re-established after a loss."),
+)
+
+
+def _pubsub(snap: Snapshot) -> Iterator[Metric]:
+    """The pubsub app's families (zero for other apps, so every series always exists)."""
+    for name, key, doc in PUBSUB_COUNTERS:
+        yield CounterMetricFamily(name, doc, value=snap.get(key, 0))
+    yield GaugeMetricFamily(
+        "aiotcp_pubsub_subscriptions",
+        "Subscriptions (connection, topic) held now.",
+        value=snap.get("pubsub_subscriptions", 0),
     )
 
 

@@ -50,6 +50,10 @@ COUNTERS = (
     "loop_stalls",
     "handshake_timeouts",
     "tls_handshake_failures",
+    "pubsub_published",  # the pubsub app
+    "pubsub_delivered",
+    "pubsub_dropped",
+    "broker_reconnects",
 )
 LABELLED_COUNTERS = ("connections_refused", "errors", "proxy_rejected")
 
@@ -104,6 +108,7 @@ def add_into(total: dict[str, Any], snap: Mapping[str, Any], *, live: bool) -> N
         hist["count"] += other["count"]
     if live:
         total["connections"] += snap.get("connections", 0)
+        total["pubsub_subscriptions"] += snap.get("pubsub_subscriptions", 0)
         total["loop_lag_seconds"] = max(total["loop_lag_seconds"], snap.get("loop_lag_seconds", 0.0))
 
 

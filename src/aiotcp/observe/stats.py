@@ -63,6 +63,11 @@ class Stats:
         "proxy_rejected",
         "handshake_timeouts",
         "tls_handshake_failures",
+        "pubsub_published",
+        "pubsub_delivered",
+        "pubsub_dropped",
+        "pubsub_subscriptions",
+        "broker_reconnects",
     )
 
     def __init__(self) -> None:
@@ -86,6 +91,14 @@ class Stats:
         self.proxy_rejected: dict[str, int] = {}
         self.handshake_timeouts = 0
         self.tls_handshake_failures = 0
+        # The pubsub app: messages the broker accepted (acked PUBs), MSG frames pushed to
+        # subscribers, MSG frames dropped because a subscriber was not reading, the
+        # subscriptions held now (a gauge) and broker connections re-established.
+        self.pubsub_published = 0
+        self.pubsub_delivered = 0
+        self.pubsub_dropped = 0
+        self.pubsub_subscriptions = 0
+        self.broker_reconnects = 0
 
     def totals(self) -> tuple[int, int, int, int]:
         """Messages received, acked, bytes received, sent: over every connection."""
@@ -120,6 +133,11 @@ class Stats:
             "proxy_rejected": dict(self.proxy_rejected),
             "handshake_timeouts": self.handshake_timeouts,
             "tls_handshake_failures": self.tls_handshake_failures,
+            "pubsub_published": self.pubsub_published,
+            "pubsub_delivered": self.pubsub_delivered,
+            "pubsub_dropped": self.pubsub_dropped,
+            "pubsub_subscriptions": self.pubsub_subscriptions,
+            "broker_reconnects": self.broker_reconnects,
             "ack_latency": {
                 "buckets": list(self.ack_latency.buckets),
                 "counts": list(self.ack_latency.counts),

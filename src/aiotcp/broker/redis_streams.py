@@ -1,0 +1,251 @@
+"""Redis Streams broker: one stream per topic, at-least-once for connected subscribers.
+
+PUB is ``XADD aiotcp:topic:T MAXLEN ~ N * text <text>`` through the in-order
+:class:`~aiotcp.broker.link.CommandPipe`; its ack leaves once XADD returned. One reader
+task per instance runs ``XREAD COUNT BLOCK STREAMS <topics> <last IDs>`` on its own
+connection, from the last ID it delivered per topic, so an instance cut off from Redis
+for a while delivers, once back, what was published meanwhile (as long as the stream
+still holds it: each is trimmed to about ``--stream-maxlen`` entries).
+
+A SUB of a topic new to the instance records the stream's last ID (XREVRANGE ... COUNT
+1) before it answers, so whatever is published after ``OK SUB`` is delivered, then
+wakes the reader (CLIENT UNBLOCK) so its next XREAD covers the topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from redis.asyncio.connection import Connection
+
+from aiotcp.broker import KEY_PREFIX, TEXT_FIELD
+from aiotcp.broker.fanout import Fanout
+from aiotcp.broker.link import (
+    COMMAND_TIMEOUT,
+    CommandPipe,
+    Settings,
+    endpoint,
+    keep_reading,
+    reason,
+)
+
+log = logging.getLogger("aiotcp.broker")
+
+# XREAD blocks this long when nothing arrives, so a silent link is noticed within it
+# plus COMMAND_TIMEOUT; a new topic normally joins at once (CLIENT UNBLOCK).
+BLOCK_MS = 2000
+# Entries per XREAD: bounds one read's memory and the time one loop turn delivers.
+READ_COUNT = 1000
+# With no topic to read, check the link this often (readiness follows it).
+IDLE_PING = 2.0
+# On shutdown: final non-blocking reads to deliver what Redis holds, at most this many.
+DRAIN_READS = 10
+DRAIN_TIMEOUT = 2.0
+NO_ENTRY = b"0-0"
+
+
+def id_key(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+class StreamsBroker:
+    """See the module doc."""
+
+    def __init__(self, settings: Settings, fanout: Fanout, maxlen: int, message_ids: bool) -> None:
+        self._settings = settings
+        self._fanout = fanout
+        self._stats = fanout.stats
+        self._maxlen = maxlen
+        self._message_ids = message_ids
+        self._pipe = CommandPipe(settings)
+        self._last: dict[str, bytes] = {}  # topic -> last entry ID delivered (or seen at SUB)
+        self._locating: dict[str, asyncio.Future[None]] = {}
+        self._topics_changed = asyncio.Event()
+        self._reader_id: int | None = None  # CLIENT ID of the reading connection
+        self._connected = False
+        self._outage_since: float | None = None
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._connected
+
+    async def start(self) -> None:
+        """Check that Redis answers (raise BrokerUnavailable if not); start the tasks."""
+        self._pipe.start()
+        await self._pipe.call("PING")
+        self._connected = True
+        self._task = asyncio.get_running_loop().create_task(
+            self._read_forever(), name="aiotcp-streams-reader"
+        )
+
+    def publish(self, topic: str, text: str) -> Awaitable[None]:
+        reply = self._pipe.submit(
+            "XADD", KEY_PREFIX + topic, "MAXLEN", "~", self._maxlen, "*", TEXT_FIELD, text
+        )
+        return self._published(reply)
+
+    async def _published(self, reply: Awaitable[Any]) -> None:
+        await reply
+        self._stats.pubsub_published += 1
+
+    async def subscribe(self, topic: str) -> None:
+        if topic in self._last:
+            return
+        pending = self._locating.get(topic)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._locating[topic] = fut
+        try:
+            newest = await self._pipe.call("XREVRANGE", KEY_PREFIX + topic, "+", "-", "COUNT", 1)
+            self._last[topic] = newest[0][0] if newest else NO_ENTRY
+            fut.set_result(None)
+        except BaseException as e:
+            fut.set_exception(e)
+            fut.exception()  # retrieved: other waiters re-raise it
+            raise
+        finally:
+            self._locating.pop(topic, None)
+        self._wake_reader()
+
+    def unsubscribe(self, topic: str) -> None:
+        self._last.pop(topic, None)
+
+    def _wake_reader(self) -> None:
+        """Make the reader start a new XREAD now (a topic joined, or shutdown began)."""
+        self._topics_changed.set()
+        if self._reader_id is not None:
+            unblock = self._pipe.submit("CLIENT", "UNBLOCK", self._reader_id)
+            unblock.add_done_callback(lambda f: f.exception())  # a lost link is the reader's news
+
+    # ---- the reader ------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        await keep_reading(
+            self._settings, BLOCK_MS / 1000 + COMMAND_TIMEOUT, self._session, self._down,
+            lambda: self._stopping,
+        )
+
+    async def _session(self, conn: Connection) -> None:
+        """Read and deliver until shutdown; then read what is left without blocking."""
+        try:
+            await conn.send_command("CLIENT", "ID")
+            self._reader_id = int(await conn.read_response())
+            self._up()
+            while not self._stopping:
+                await self._read_once(conn, block=True)
+            for _ in range(DRAIN_READS):
+                if not await self._read_once(conn, block=False):
+                    break
+        finally:
+            self._reader_id = None
+
+    async def _read_once(self, conn: Connection, *, block: bool) -> int:
+        """One XREAD over the topics; delivers and returns the number of entries."""
+        if not self._last:
+            if not block:
+                return 0
+            self._topics_changed.clear()
+            try:
+                async with asyncio.timeout(IDLE_PING):
+                    await self._topics_changed.wait()
+            except TimeoutError:
+                await conn.send_command("PING")
+                await conn.read_response()
+            return 0
+        self._topics_changed.clear()
+        topics = list(self._last)
+        args: list[Any] = ["XREAD", "COUNT", READ_COUNT]
+        if block:
+            args += ["BLOCK", BLOCK_MS]
+        args += ["STREAMS", *(KEY_PREFIX + t for t in topics), *(self._last[t] for t in topics)]
+        await conn.send_command(*args)
+        reply = await conn.read_response()
+        if not reply:
+            return 0
+        n = 0
+        for key, entries in reply:
+            n += len(entries)
+            self._deliver(key.decode("utf-8", "replace")[len(KEY_PREFIX) :], entries)
+        return n
+
+    def _deliver(self, topic: str, entries: list[Any]) -> None:
+        last = self._last.get(topic)
+        if last is None:
+            return  # unsubscribed meanwhile
+        # Resubscribed meanwhile (a newer start ID): skip what precedes it.
+        floor = id_key(last)
+        with_ids = self._message_ids
+        field = TEXT_FIELD.encode()
+        lines = []
+        for entry_id, fields in entries:
+            if id_key(entry_id) <= floor:
+                continue
+            text = b""
+            for i in range(0, len(fields) - 1, 2):
+                if fields[i] == field:
+                    text = fields[i + 1]
+                    break
+            body = text.decode("utf-8", "replace")
+            if with_ids:
+                lines.append(f"MSG {topic} {entry_id.decode()} {body}")
+            else:
+                lines.append(f"MSG {topic} {body}")
+            last = entry_id
+        self._fanout.deliver_many(topic, lines)
+        self._last[topic] = last
+
+    def _up(self) -> None:
+        self._connected = True
+        since, self._outage_since = self._outage_since, None
+        if since is not None:
+            self._stats.broker_reconnects += 1
+            log.warning(
+                "broker: reconnected to Redis at %s after %.1fs; delivering what was "
+                "published meanwhile to %d topic(s)",
+                endpoint(self._settings), time.monotonic() - since, len(self._last),
+            )
+
+    def _down(self, exc: BaseException) -> None:
+        was_connected = self._connected
+        self._connected = False
+        self._pipe.reset()
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+        if was_connected and not self._stopping:
+            log.error("broker: lost Redis at %s (%s); not ready until it is back",
+                      endpoint(self._settings), reason(exc))
+
+    # ---- shutdown --------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Stop blocking; the reader delivers what Redis holds for its topics, then stops."""
+        self._stopping = True
+        task = self._task
+        if task is None or task.done():
+            return
+        if not self._connected:
+            task.cancel()
+        self._wake_reader()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT):
+                await asyncio.shield(task)
+
+    async def close(self) -> None:
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._connected = False
+        await self._pipe.close()
