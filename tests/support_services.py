@@ -1,0 +1,194 @@
+"""PostgreSQL, MariaDB/MySQL and Redis for the tests: where they are, and what is in them.
+
+Each service is found at its default local address or at the URL in an environment
+variable (AIOTCP_TEST_POSTGRES, AIOTCP_TEST_MYSQL, AIOTCP_TEST_REDIS). A test whose
+service is not reachable fails, saying how to start it: never skipped.
+
+``store_url`` (a fixture parametrized over sqlite, postgres and mysql) gives each test
+a table of its own (``?table=t_<random>``), dropped afterwards, so parallel runs of the
+suite never share rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiotcp.stores import parse_store_url, redact
+
+# name -> (environment variable, default URL, how to start it on this machine)
+SERVICES: dict[str, tuple[str, str, str]] = {
+    "postgres": (
+        "AIOTCP_TEST_POSTGRES",
+        "postgresql://postgres@127.0.0.1:5432/test",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    ),
+    "mysql": (
+        "AIOTCP_TEST_MYSQL",
+        "mysql://root@127.0.0.1:3306/test",
+        "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+    ),
+    "redis": (
+        "AIOTCP_TEST_REDIS",
+        "redis://127.0.0.1:6379/0",
+        'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no',
+    ),
+}
+DEFAULT_PORTS = {"postgres": 5432, "mysql": 3306, "redis": 6379}
+# A local service answers a TCP connect at once; longer means it is not there.
+PROBE_TIMEOUT = 3.0
+STORES = ["sqlite", "postgres", "mysql"]
+# A redis-server of a test's own listens within this (a hang guard, not a wait).
+START_TIMEOUT = 20.0
+
+
+def service_url(name: str) -> str:
+    """The URL of a service, after checking it accepts connections; else the test fails."""
+    import os
+
+    env, default, start = SERVICES[name]
+    url = os.environ.get(env, default)
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS[name]
+    try:
+        socket.create_connection((host, port), PROBE_TIMEOUT).close()
+    except OSError as e:
+        pytest.fail(
+            f"{name} is not reachable at {redact(url)} ({e}). Start it with:\n    {start}\n"
+            f"or point {env} at a running one.",
+            pytrace=False,
+        )
+    return url
+
+
+def with_table(url: str, table: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}table={table}"
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL with a table of this test's own, on each kind of store in turn."""
+    kind = str(request.param)
+    table = "t_" + uuid.uuid4().hex[:16]
+    if kind == "sqlite":
+        url = with_table(f"sqlite:///{tmp_path / 'ingest.db'}", table)
+    else:
+        url = with_table(service_url(kind), table)
+    yield url
+    if kind != "sqlite":
+        execute(url, f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return service_url("redis")
+
+
+# ---- reading and changing a store from the test ------------------------------------
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _pg(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(parse_store_url(url).driver_url)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def _my(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import aiomysql
+
+    parts = urllib.parse.urlsplit(url)
+    conn = await aiomysql.connect(
+        host=parts.hostname, port=parts.port or 3306, user=parts.username or "root",
+        password=parts.password or "", db=parts.path.lstrip("/"), charset="utf8mb4",
+        autocommit=True,
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+            return [tuple(r) for r in await cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def execute(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on the store ``url`` names (its own connection); return the rows."""
+    parsed = parse_store_url(url)
+    if parsed.scheme == "sqlite":
+        db = sqlite3.connect(parsed.path, isolation_level=None)
+        try:
+            return [tuple(r) for r in db.execute(sql).fetchall()]
+        finally:
+            db.close()
+    if parsed.scheme in ("postgresql", "postgres"):
+        return list(_run(_pg(url, sql)))
+    return list(_run(_my(url, sql)))
+
+
+def rows(url: str) -> list[tuple[str, str]]:
+    """(peer, body) of every row of the store's table, in id order."""
+    table = parse_store_url(url).table
+    return [(str(p), str(b)) for p, b in execute(url, f"SELECT peer, body FROM {table} ORDER BY id")]
+
+
+def kind_of(url: str) -> str:
+    scheme = parse_store_url(url).scheme
+    return {"postgresql": "postgres", "mariadb": "mysql"}.get(scheme, scheme)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free loopback port, to stop and restart."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), PROBE_TIMEOUT).close()
+                return
+            except OSError:
+                pass
+            try:  # pace the polling on the process itself: returns early if it exits
+                self.proc.wait(0.02)
+                raise RuntimeError("redis-server exited at start")
+            except subprocess.TimeoutExpired:
+                pass
+        raise RuntimeError(f"redis-server did not listen on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None

@@ -1,0 +1,175 @@
+"""Group commit, one layer alone: a store that counts its transactions and that the
+test holds mid-commit, so batching is shown by count, never by wall clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from aiotcp.stores import Row, StoreUnavailable, parse_store_url
+from aiotcp.stores.group import MAX_BATCH_ROWS, GroupCommitter
+
+# Loop turns a lone append may take to commit: queue, wake the writer, commit, resolve.
+# A design that waited on a timer for company would need far more (it never commits
+# on loop turns alone).
+LONE_COMMIT_TURNS = 10
+
+
+class CountingStore:
+    """A store whose commits are counted, and held while ``gate`` is clear."""
+
+    def __init__(self) -> None:
+        self.url = parse_store_url("sqlite:///counting.db")
+        self.transactions: list[list[Row]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.entered = asyncio.Event()
+        self.fail_with: str | None = None
+        self.closed = False
+
+    async def open(self) -> None:
+        pass
+
+    async def append(self, rows: list[Row]) -> None:
+        self.entered.set()
+        await self.gate.wait()
+        if self.fail_with is not None:
+            raise StoreUnavailable(self.fail_with)
+        self.transactions.append(list(rows))
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def row(i: int) -> Row:
+    return (0.0, "127.0.0.1:1", f"m{i}")
+
+
+def run(body: Callable[[GroupCommitter, CountingStore], Awaitable[Any]], **kw: Any) -> Any:
+    async def main() -> Any:
+        store = CountingStore()
+        committer = GroupCommitter(store, **kw)
+        await committer.start()
+        try:
+            async with asyncio.timeout(10):
+                return await body(committer, store)
+        finally:
+            await committer.close()
+
+    return asyncio.run(main())
+
+
+async def turns_until_done(task: asyncio.Task[Any], limit: int) -> int:
+    for n in range(limit):
+        if task.done():
+            return n
+        await asyncio.sleep(0)
+    return limit
+
+
+def test_a_lone_append_commits_at_once_in_one_transaction() -> None:
+    async def body(c: GroupCommitter, store: CountingStore) -> None:
+        task = asyncio.create_task(c.append([row(1), row(2)]))
+        assert await turns_until_done(task, LONE_COMMIT_TURNS) < LONE_COMMIT_TURNS
+        await task
+        assert store.transactions == [[row(1), row(2)]]
+        assert c.commits == 1
+
+    run(body)
+
+
+def test_appends_during_a_commit_share_the_next_transaction() -> None:
+    n = 200
+
+    async def body(c: GroupCommitter, store: CountingStore) -> None:
+        store.gate.clear()
+        first = asyncio.create_task(c.append([row(0)]))
+        await store.entered.wait()  # the first commit is in flight, held
+        rest = [asyncio.create_task(c.append([row(i)])) for i in range(1, n)]
+        await asyncio.sleep(0)  # let every appender queue its rows
+        assert not any(t.done() for t in [first, *rest])  # nothing acked before its commit
+        store.gate.set()
+        await asyncio.gather(first, *rest)
+        assert [len(t) for t in store.transactions] == [1, n - 1]
+        assert sorted(r[2] for t in store.transactions for r in t) == sorted(
+            f"m{i}" for i in range(n)
+        )
+
+    run(body)
+
+
+def test_concurrent_appends_make_far_fewer_commits_than_messages() -> None:
+    n = 1000
+
+    async def body(c: GroupCommitter, store: CountingStore) -> None:
+        async def appender(i: int) -> None:
+            for j in range(10):
+                await c.append([row(i * 10 + j)])
+
+        await asyncio.gather(*(appender(i) for i in range(n // 10)))
+        assert sum(len(t) for t in store.transactions) == n
+        assert c.commits <= n // 50, c.commits  # 100 appenders in flight: ~20 commits
+
+    run(body)
+
+
+def test_a_failed_commit_fails_its_whole_batch_and_the_next_batch_retries() -> None:
+    async def body(c: GroupCommitter, store: CountingStore) -> None:
+        store.gate.clear()
+        store.fail_with = "disk on fire"
+        tasks = [asyncio.create_task(c.append([row(i)])) for i in range(5)]
+        await store.entered.wait()
+        store.gate.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert [str(r) for r in results] == ["disk on fire"] * 5
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+        store.fail_with = None
+        await c.append([row(9)])  # the writer went on: the store is tried again
+        assert store.transactions == [[row(9)]]
+
+    run(body)
+
+
+def test_per_message_mode_commits_every_row_alone() -> None:
+    async def body(c: GroupCommitter, store: CountingStore) -> None:
+        await asyncio.gather(*(c.append([row(2 * i), row(2 * i + 1)]) for i in range(10)))
+        assert [len(t) for t in store.transactions] == [1] * 20
+        assert c.commits == 20
+
+    run(body, per_message=True)
+
+
+def test_a_transaction_is_bounded_but_an_append_is_never_split() -> None:
+    async def body(c: GroupCommitter, store: CountingStore) -> None:
+        store.gate.clear()
+        first = asyncio.create_task(c.append([row(0)]))
+        await store.entered.wait()
+        big = [row(i) for i in range(MAX_BATCH_ROWS // 2 + 1)]
+        tasks = [asyncio.create_task(c.append(big)) for _ in range(3)]
+        await asyncio.sleep(0)
+        store.gate.set()
+        await asyncio.gather(first, *tasks)
+        assert [len(t) for t in store.transactions] == [1, 2 * len(big), len(big)]
+
+    run(body)
+
+
+def test_close_fails_what_is_queued_and_closes_the_store() -> None:
+    async def main() -> None:
+        store = CountingStore()
+        c = GroupCommitter(store)
+        await c.start()
+        store.gate.clear()
+        tasks = [asyncio.create_task(c.append([row(i)])) for i in range(3)]
+        await store.entered.wait()
+        await c.close()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+        assert store.closed
+        with pytest.raises(StoreUnavailable):
+            await c.append([row(5)])
+
+    asyncio.run(main())
