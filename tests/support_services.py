@@ -4,7 +4,8 @@ Each service is found at its default local address or at the URL in an environme
 variable (AIOTCP_TEST_POSTGRES, AIOTCP_TEST_MYSQL, AIOTCP_TEST_REDIS). A test whose
 service is not reachable fails, saying how to start it: never skipped.
 
-``store_url`` (a fixture parametrized over sqlite, postgres and mysql) gives each test
+Test modules import ``store_url_fixture`` / ``redis_url_fixture`` to get the fixtures
+``store_url`` and ``redis_url``. ``store_url`` (parametrized over sqlite, postgres and mysql) gives each test
 a table of its own (``?table=t_<random>``), dropped afterwards, so parallel runs of the
 suite never share rows.
 """
@@ -12,12 +13,14 @@ suite never share rows.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import sqlite3
 import subprocess
 import time
 import urllib.parse
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,8 +79,8 @@ def with_table(url: str, table: str) -> str:
     return f"{url}{sep}table={table}"
 
 
-@pytest.fixture(params=STORES)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(name="store_url", params=STORES)
+def store_url_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A store URL with a table of this test's own, on each kind of store in turn."""
     kind = str(request.param)
     table = "t_" + uuid.uuid4().hex[:16]
@@ -90,15 +93,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         execute(url, f"DROP TABLE IF EXISTS {table}")
 
 
-@pytest.fixture
-def redis_url() -> str:
+@pytest.fixture(name="redis_url")
+def redis_url_fixture() -> str:
     return service_url("redis")
 
 
 # ---- reading and changing a store from the test ------------------------------------
 
 def _run(coro: Any) -> Any:
-    return asyncio.run(coro)
+    """Run ``coro`` on a loop of its own in a thread: callable from sync tests and from
+    inside a running loop alike (it blocks that loop, as a test may)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _pg(url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -122,7 +128,9 @@ async def _my(url: str, sql: str) -> list[tuple[Any, ...]]:
     )
     try:
         async with conn.cursor() as cur:
-            await cur.execute(sql)
+            with warnings.catch_warnings():  # "Unknown table" of DROP TABLE IF EXISTS
+                warnings.simplefilter("ignore")
+                await cur.execute(sql)
             return [tuple(r) for r in await cur.fetchall()]
     finally:
         conn.close()

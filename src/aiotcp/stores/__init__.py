@@ -26,8 +26,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
-    "Row", "Store", "StoreError", "StoreUnavailable", "StoreURL", "parse_store_url",
-    "one_line", "redact", "store_from_url",
+    "Row",
+    "Store",
+    "StoreError",
+    "StoreURL",
+    "StoreUnavailable",
+    "one_line",
+    "parse_store_url",
+    "redact",
+    "store_from_url",
 ]
 
 # (received_at as Unix seconds, the client's "host:port", the message)
@@ -131,7 +138,7 @@ def parse_store_url(url: str) -> StoreURL:
         parts._replace(scheme=scheme, query=urllib.parse.urlencode(rest))
     )
     if scheme == "sqlite":
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        path = parts.path.removeprefix("/")
         if parts.netloc or not path or path == ":memory:":
             raise StoreError(
                 f"store {shown}: expected sqlite:///relative/path or sqlite:////absolute/path "

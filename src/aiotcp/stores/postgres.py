@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from aiotcp.stores import Row, one_line, StoreUnavailable, StoreURL
+from aiotcp.stores import Row, StoreUnavailable, StoreURL, one_line
 
 # A connect that takes longer than this fails (a host that drops packets, a server
 # that accepts but never answers): clients get ERR unavailable rather than a hang.

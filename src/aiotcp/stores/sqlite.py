@@ -13,7 +13,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from aiotcp.stores import Row, one_line, StoreUnavailable, StoreURL
+from aiotcp.stores import Row, StoreUnavailable, StoreURL, one_line
 
 T = TypeVar("T")
 
