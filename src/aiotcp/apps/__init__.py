@@ -17,7 +17,7 @@ from aiotcp.apps.basic import Ack, Echo
 if TYPE_CHECKING:
     from aiotcp.config import Config
 
-__all__ = ["BUILTIN", "Ack", "Echo", "load_app"]
+__all__ = ["Ack", "Echo", "BUILTIN", "load_app"]
 
 # name -> (module, the extra that module's library comes with, or "")
 BUILTIN: dict[str, tuple[str, str]] = {
