@@ -200,3 +200,23 @@ class PrivateRedis:
             self.proc.kill()
             self.proc.wait(10)
         self.proc = None
+
+
+# A server that cannot start exits within this (a hang guard).
+STARTUP_TIMEOUT = 30.0
+
+
+def serve_expecting_failure(args: list[str]) -> tuple[int, str]:
+    """Run ``aiotcp serve ARGS`` on a free port; return its exit code and stderr once it
+    exits (it is expected to fail at startup; a server that starts is a test failure)."""
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "aiotcp", "serve", "--host", "127.0.0.1", "--port", "0",
+             *args],
+            check=False, capture_output=True, text=True, timeout=STARTUP_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"the server started instead of failing: {e.stderr!r}")
+    return done.returncode, done.stderr

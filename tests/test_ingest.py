@@ -14,10 +14,10 @@ from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.stores import parse_store_url
 from aiotcp.testing import Client, TestServer
-from serverproc import ServerProcess
 from support_services import (  # noqa: F401 (*_fixture names register fixtures)
     execute,
     rows,
+    serve_expecting_failure,
     service_url,
     store_url_fixture,
     with_table,
@@ -154,9 +154,7 @@ def test_postgres_connection_killed_then_the_next_batches_reconnect(
     ("sqlite:////nonexistent-dir/x.db", "cannot be opened: unable to open database file"),
 ])
 def test_a_store_that_cannot_be_used_stops_startup_with_one_line(store: str, words: str) -> None:
-    with pytest.raises(RuntimeError) as e:
-        ServerProcess(["--app", "ingest", "--store", store])
-    log = str(e.value)
-    assert words in log and "Traceback" not in log, log
+    rc, log = serve_expecting_failure(["--app", "ingest", "--store", store])
     errors = [line for line in log.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "s3cret" not in log, log
+    assert rc == 1 and len(errors) == 1 and words in errors[0], log
+    assert "Traceback" not in log and "s3cret" not in log, log
