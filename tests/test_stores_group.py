@@ -29,6 +29,7 @@ class CountingStore:
         self.gate.set()
         self.entered = threading.Event()
         self.fail_with: str | None = None
+        self.fail_body: str | None = None  # fail a transaction holding this message
         self.closed = False
 
     def hold(self) -> None:
@@ -47,6 +48,8 @@ class CountingStore:
     def _commit(self, rows: list[Row]) -> None:
         if self.fail_with is not None:
             raise StoreUnavailable(self.fail_with)
+        if any(r[2] == self.fail_body for r in rows):
+            raise StoreUnavailable(f"refused {self.fail_body}")
         self.transactions.append(list(rows))
 
     async def append(self, rows: list[Row]) -> None:
@@ -181,6 +184,18 @@ def test_per_message_mode_commits_every_row_alone(make_store: type[CountingStore
         await asyncio.gather(*(c.append([row(2 * i), row(2 * i + 1)]) for i in range(10)))
         assert [len(t) for t in store.transactions] == [1] * 20
         assert c.commits == 20
+
+    run(body, make_store, per_message=True)
+
+
+def test_per_message_mode_acks_an_append_only_once_all_its_rows_are_committed(
+    make_store: type[CountingStore],
+) -> None:
+    async def body(c: GroupCommitter, store: CountingStore) -> None:
+        store.fail_body = "m1"
+        with pytest.raises(StoreUnavailable, match="refused m1"):
+            await c.append([row(0), row(1), row(2)])
+        assert store.transactions == [[row(0)]]  # row 0 alone is in; the append failed
 
     run(body, make_store, per_message=True)
 

@@ -102,12 +102,14 @@ class GroupCommitter:
         self._queued_rows -= taken
         return queue[:n]
 
-    def _groups(self, batch: list[Entry]) -> list[tuple[list[Entry], list[Row]]]:
-        """The transactions for a batch: one, or one per row in per-message mode."""
+    def _groups(self, batch: list[Entry]) -> list[tuple[list[Entry], list[list[Row]]]]:
+        """The transactions for a batch, with the entries each group of them settles: one
+        transaction for the whole batch; per message, one per row, each entry settled
+        once all its rows are committed."""
         if self.per_message:
-            return [([e], [r]) for e in batch for r in e[0]]
+            return [([e], [[r] for r in e[0]]) for e in batch]
         rows = list(batch[0][0]) if len(batch) == 1 else [r for e in batch for r in e[0]]
-        return [(batch, rows)]
+        return [(batch, [rows])]
 
     # ---- the writer as a task (stores that await) ----------------------------------
 
@@ -119,10 +121,11 @@ class GroupCommitter:
                 continue
             with self._lock:
                 batch = self._in_flight = self._take()
-            for entries, rows in self._groups(batch):
-                self.commits += 1
+            for entries, transactions in self._groups(batch):
                 try:
-                    await self.store.append(rows)
+                    for rows in transactions:
+                        self.commits += 1
+                        await self.store.append(rows)
                 except Exception as e:  # noqa: BLE001 (logged if not StoreUnavailable)
                     _settle(entries, _reason(self.store, e))
                 else:
@@ -141,10 +144,11 @@ class GroupCommitter:
                 if not self._running:
                     return
                 batch = self._in_flight = self._take()
-            for entries, rows in self._groups(batch):
-                self.commits += 1
+            for entries, transactions in self._groups(batch):
                 try:
-                    append(rows)
+                    for rows in transactions:
+                        self.commits += 1
+                        append(rows)
                 except Exception as e:  # noqa: BLE001 (logged if not StoreUnavailable)
                     reason: str | None = _reason(self.store, e)
                 else:
