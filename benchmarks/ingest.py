@@ -87,8 +87,7 @@ async def single_commit_ms(url: str) -> dict[str, float]:
 def load(url: str, in_flight: int, duration: float, connections: int = CONNECTIONS
          ) -> dict[str, Any]:
     server = start_server(aiotcp_argv(
-        ["--app", "ingest", "--store", url, "--handler-concurrency", "16",
-         "--max-pipeline", "256"]
+        ["--app", "ingest", "--store", url, "--handler-concurrency", "16"]
     ))
     try:
         cpu0, t0 = server.cpu_seconds(), time.monotonic()
