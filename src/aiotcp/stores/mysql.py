@@ -58,6 +58,9 @@ class MySQLStore:
         conn = await aiomysql.connect(**self._params)
         try:
             async with conn.cursor() as cur:
+                # No note "table already exists" (aiomysql turns notes into Python
+                # warnings on stderr at every connect).
+                await cur.execute("SET SESSION sql_notes = 0")
                 await cur.execute(self._create)
             await conn.commit()
         except BaseException:

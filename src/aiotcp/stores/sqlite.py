@@ -1,22 +1,22 @@
 """SQLite store: WAL, ``synchronous=FULL``, one writer thread.
 
 sqlite3 calls block, so they never run in the event loop: ``open``/``append``/``close``
-run on one thread of the store's own, and ``append_blocking`` is for a thread of the
-caller's (the group committer's writer); one connection, used by one thread at a time. WAL lets readers (a user's queries) go
-on while the writer commits; ``synchronous=FULL`` syncs the WAL at every commit, so a
-committed transaction survives a power loss, not just a crash of the process.
+run on a thread of the store's own, and ``append_blocking`` on the caller's thread (the
+group committer's writer). One connection, used by one thread at a time. WAL lets
+readers (a user's queries) go on while the writer commits; ``synchronous=FULL`` syncs
+the WAL at every commit, so a committed transaction survives a power loss, not just a
+crash of the process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any
 
 from aiotcp.stores import Row, StoreUnavailable, StoreURL, one_line
-
-T = TypeVar("T")
 
 # How long a commit waits for a lock held by another process (a user's script writing
 # to the same file) before it fails with "database is locked": long enough to ride out
@@ -38,7 +38,7 @@ class SQLiteStore:
         self.url = url
         self._path = url.path
         self._executor: ThreadPoolExecutor | None = None
-        self._db: sqlite3.Connection | None = None  # touched on the writer thread only
+        self._db: sqlite3.Connection | None = None  # used by one thread at a time
         t = url.table
         self._create = (
             f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY, "
@@ -50,12 +50,12 @@ class SQLiteStore:
     def _insert_of(self, n: int) -> str:
         return self._insert + ",".join(["(?,?,?)"] * n)
 
-    async def _run(self, fn: object, *args: object) -> None:
+    async def _run(self, fn: Callable[..., None], *args: Any) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="aiotcp-sqlite")
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, fn, *args)  # type: ignore[arg-type]
+            await loop.run_in_executor(self._executor, fn, *args)
         except (sqlite3.Error, OSError) as e:
             raise StoreUnavailable(one_line(e)) from e
 
