@@ -66,10 +66,12 @@ def test_every_message_is_a_row_and_acked_after_its_commit(
     assert aiotcp_run(app, check, **settings)
 
 
+@pytest.mark.parametrize("commit", ["group", "each"])
 def test_pipelined_messages_from_many_clients_are_all_stored_and_acked_in_order(
-    store_url: str, aiotcp_run: Callable[..., Any]
+    store_url: str, commit: str, aiotcp_run: Callable[..., Any]
 ) -> None:
     clients, each = 20, 50
+    n = clients * each
 
     async def check(server: TestServer) -> None:
         async def one(i: int) -> None:
@@ -82,8 +84,13 @@ def test_pipelined_messages_from_many_clients_are_all_stored_and_acked_in_order(
         bodies = [b for _, b in rows(store_url)]
         assert sorted(bodies) == sorted(f"c{i}-{j}" for i in range(clients) for j in range(each))
 
-    app, settings = ingest(store_url, handler_concurrency=4)
+    app, settings = ingest(f"{store_url}&commit={commit}", handler_concurrency=4)
     aiotcp_run(app, check, **settings)
+    commits = app.target.committer.commits
+    if commit == "each":
+        assert commits == n
+    else:  # each read is one append, appends meanwhile share a commit: far fewer than n
+        assert commits <= n // 10, commits
 
 
 def test_a_failed_commit_is_err_unavailable_then_the_store_recovers(
