@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,7 @@ from aiotcp.config import Config
 from aiotcp.stores import parse_store_url
 from aiotcp.testing import Client, TestServer
 from support_services import (  # noqa: F401 (*_fixture names register fixtures)
+    STARTUP_TIMEOUT,
     execute,
     rows,
     serve_expecting_failure,
@@ -174,3 +177,23 @@ def test_a_store_that_cannot_be_used_stops_startup_with_one_line(store: str, wor
     errors = [line for line in log.splitlines() if "ERROR" in line]
     assert rc == 1 and len(errors) == 1 and words in errors[0], log
     assert "Traceback" not in log and "s3cret" not in log, log
+
+
+@pytest.mark.parametrize("driver, extra, store", [
+    ("asyncpg", "postgres", "postgresql://postgres:s3cret@127.0.0.1:5432/test"),
+    ("aiomysql", "mysql", "mysql://root:s3cret@127.0.0.1:3306/test"),
+])
+def test_a_missing_driver_stops_startup_naming_the_extra(
+    driver: str, extra: str, store: str
+) -> None:
+    code = (
+        f"import sys; sys.modules[{driver!r}] = None\n"  # as if it were not installed
+        "from aiotcp.cli import main\n"
+        f"sys.exit(main(['serve', '--port', '0', '--app', 'ingest', '--store', {store!r}]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=STARTUP_TIMEOUT, check=False)
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert done.returncode == 1 and len(errors) == 1, done.stderr
+    assert f"needs {driver}: pip install 'aiotcp[{extra}]'" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "s3cret" not in done.stderr, done.stderr
