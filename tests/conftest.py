@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from support.certs import Certs, make_certs
 from support.fakes import FakeClock
 from support.inprocess import run_server as run_server_in_process
 from support.process import ServerProcess
+from support.services import STORES, execute, service_url, with_table
 
 LOOPS = ("asyncio", "uvloop")
 
@@ -61,3 +64,22 @@ def clock() -> FakeClock:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     """One CA and its server and client certificates (trustme) for the whole session."""
     return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL with a table of this test's own, on each kind of store in turn."""
+    kind = str(request.param)
+    table = "t_" + uuid.uuid4().hex[:16]
+    if kind == "sqlite":
+        url = with_table(f"sqlite:///{tmp_path / 'ingest.db'}", table)
+    else:
+        url = with_table(service_url(kind), table)
+    yield url
+    if kind != "sqlite":
+        execute(url, f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return service_url("redis")

@@ -26,13 +26,13 @@ from support.pubsub import (
     await_until,
     connect,
     free_port,
-    own_redis,
     recv_msgs,
     require_redis,
     subscribe,
     topic,
     wait_until,
 )
+from support.services import own_redis
 
 MODES = ["pubsub", "streams"]
 

@@ -3,15 +3,14 @@ and one-line errors (exit 1) when it cannot connect or the handshake fails."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from typing import Any
 
-from support.clients import ACK
-from support.process import child_env
 from support.certs import Certs
+from support.clients import ACK
 from support.ports import free_port
+from support.process import child_env
 
 
 def client(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from aiotcp.frontdoor.proxyproto import encode_v1, encode_v2
-from support.clients import ACK, LineClient
 from support.certs import Certs
+from support.clients import ACK, LineClient
 from support.tls import TLSLineClient
 
 CLIENT = ("203.0.113.7", 51234)

@@ -20,12 +20,12 @@ from support.pubsub import (
     await_until,
     connect,
     haproxy,
-    own_redis,
     recv_msgs,
     require_redis,
     subscribe,
     topic,
 )
+from support.services import own_redis
 
 LOST_HINT = "messages published during the outage may have been lost"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from support.clients import ACK, LineClient
 from support.certs import Certs
+from support.clients import ACK, LineClient
 from support.tls import EngineClient, TLSLineClient
 
 HANDSHAKE = 0.5

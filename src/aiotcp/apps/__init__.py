@@ -23,6 +23,8 @@ __all__ = ["Ack", "Echo", "BUILTIN", "load_app"]
 BUILTIN: dict[str, tuple[str, str]] = {
     "ack": ("", ""),
     "echo": ("", ""),
+    "ingest": ("aiotcp.apps.ingest", ""),
+    "kv": ("aiotcp.apps.kv", "redis"),
     "pubsub": ("aiotcp.apps.pubsub", "redis"),
 }
 
