@@ -88,25 +88,32 @@ class _Engine:
         self.out = bytearray()
         self.err = bytearray()
         self.lines: list[str] = []
-        self.open_pipes = 2
+        self.ended: set[bool] = set()  # which pipes hit EOF (True: stderr)
+
+    @property
+    def open_pipes(self) -> int:
+        """How many of stdout and stderr are still open."""
+        return 2 - len(self.ended)
 
     @property
     def connected(self) -> bool:
         """True once the engine reported that its connect phase is over."""
         return any(line.startswith("connected") for line in self.lines)
 
-    def take(self, stream: IO[bytes], is_err: bool) -> None:
+    def take(self, stream: IO[bytes], is_err: bool) -> bool:
+        """Read what ``stream`` has; return False at its end."""
         chunk = os.read(stream.fileno(), 65536)
         if not chunk:
-            self.open_pipes -= 1
-            return
+            self.ended.add(is_err)
+            return False
         if not is_err:
             self.out += chunk
-            return
+            return True
         self.err += chunk
         *done, rest = self.err.split(b"\n")
         self.lines.extend(line.decode(errors="replace") for line in done)
         self.err = bytearray(rest)
+        return True
 
     def result(self) -> LoadResult:
         """The engine's result, or a LoadResult holding a ``client`` error if it failed."""
@@ -136,17 +143,16 @@ def _pump(engines: list[_Engine], until: Callable[[], bool], deadline: float) ->
     """Read every engine's pipes until ``until()`` holds or every pipe closed or time is up."""
     sel = selectors.DefaultSelector()
     for eng in engines:
-        assert eng.proc.stdout is not None and eng.proc.stderr is not None
-        if eng.open_pipes == 2:
-            sel.register(eng.proc.stdout, selectors.EVENT_READ, (eng, False))
-            sel.register(eng.proc.stderr, selectors.EVENT_READ, (eng, True))
+        for is_err, pipe in ((False, eng.proc.stdout), (True, eng.proc.stderr)):
+            if pipe is not None and is_err not in eng.ended:
+                sel.register(pipe, selectors.EVENT_READ, (eng, is_err))
     try:
         while not until() and sel.get_map() and time.monotonic() < deadline:
             for key, _ in sel.select(timeout=0.25):
                 eng, is_err = key.data
-                eng.take(key.fileobj, is_err)  # type: ignore[arg-type]
-                if eng.open_pipes < 2 and key.fileobj in sel.get_map():
-                    sel.unregister(key.fileobj)
+                stream: IO[bytes] = key.fileobj  # type: ignore[assignment]
+                if not eng.take(stream, is_err):
+                    sel.unregister(stream)
     finally:
         sel.close()
 

@@ -66,7 +66,7 @@ def build(name: str) -> str:
     return _build(name, compiler())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _build(name: str, cc: str) -> str:
     source = (SOURCE_DIR / f"{name}.c").read_bytes()
     key = hashlib.sha256(
