@@ -240,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"servers {','.join(lineup.QUICK)}; workloads {','.join(workloads.QUICK)} (< 2 min)")
     add("--servers", help=f"comma-separated, from {','.join(lineup.ORDER)} (default: all)")
     add("--workloads", help="comma-separated workload names, e.g. c100-f16-s64,c10-f1-s64-d0.5,hold1000")
-    add("--duration", type=float, default=2.0, help="seconds per load run without -d (default 2)")
+    add("--duration", type=float, default=1.5, help="seconds per load run without -d (default 1.5)")
     add("--runs", type=int, default=DEFAULT_RUNS,
         help=f"interleaved runs per server and workload; figures are medians (default {DEFAULT_RUNS})")
     add("--engine", choices=("auto", "c", "python"), default="auto",
