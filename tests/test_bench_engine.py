@@ -4,11 +4,13 @@ and gives way to the Python engine when there is no compiler."""
 from __future__ import annotations
 
 import json
+import os
 import socketserver
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +152,13 @@ def test_without_the_bench_extra_one_line_and_exit_2(command: str) -> None:
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'aiotcp[bench]'" in lines[0]
+
+
+def test_build_caches_by_source_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOTCP_CACHE_DIR", str(tmp_path))
+    first = build("loadgen")
+    assert Path(first).parent == tmp_path and os.access(first, os.X_OK)
+    assert build("loadgen") == first  # reused, not rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == [Path(first).name]  # no temporary left
+    usage = subprocess.run([first, "--bogus", "1"], capture_output=True, text=True, check=False)
+    assert usage.returncode == 2 and "usage: aiotcp-loadgen" in usage.stderr

@@ -2,10 +2,10 @@
 
 ``build(name)`` compiles ``<name>.c`` with the system C compiler on first use and returns the
 path of the executable. Executables live in a per-user cache directory, named by a hash of
-the source, the compiler and the flags, so an edited source or another compiler builds anew
-and a cached build is reused by every later run. The compiler is ``$AIOTCP_CC`` when set (a
-name on PATH or a path; setting it to something absent turns the compiled programs off),
-else ``cc`` or ``gcc``. Without one, ``build`` raises ``CompilerUnavailable`` and callers fall
+the sources (the program's ``.c`` and every ``.h`` here), the compiler and the flags, so
+an edited source or another compiler builds anew and a cached build is reused by every
+later run. The compiler is ``$AIOTCP_CC`` when set (a name on PATH or a path; setting it
+to something absent turns the compiled programs off), else ``cc`` or ``gcc``. Without one, ``build`` raises ``CompilerUnavailable`` and callers fall
 back to the Python engine or skip the C server.
 """
 
@@ -63,16 +63,18 @@ def build(name: str) -> str:
     """
     if name not in PROGRAMS:
         raise ValueError(f"unknown program {name!r}; choose from {PROGRAMS}")
-    return _build(name, compiler())
+    return _build(name, compiler(), str(cache_dir()))
 
 
 @functools.cache
-def _build(name: str, cc: str) -> str:
-    source = (SOURCE_DIR / f"{name}.c").read_bytes()
+def _build(name: str, cc: str, cache: str) -> str:
+    sources = [(SOURCE_DIR / f"{name}.c").read_bytes()]
+    sources += [h.read_bytes() for h in sorted(SOURCE_DIR.glob("*.h"))]  # what it may include
+    flags = " ".join(CFLAGS + LIBS).encode()
     key = hashlib.sha256(
-        b"\0".join([source, cc.encode(), " ".join(CFLAGS + LIBS).encode(), platform.machine().encode()])
+        b"\0".join([*sources, cc.encode(), flags, platform.machine().encode()])
     ).hexdigest()[:16]
-    out_dir = cache_dir()
+    out_dir = Path(cache)
     target = out_dir / f"aiotcp-{name}-{key}"
     if os.access(target, os.X_OK):
         return str(target)
