@@ -5,8 +5,9 @@ path of the executable. Executables live in a per-user cache directory, named by
 the sources (the program's ``.c`` and every ``.h`` here), the compiler and the flags, so
 an edited source or another compiler builds anew and a cached build is reused by every
 later run. The compiler is ``$AIOTCP_CC`` when set (a name on PATH or a path; setting it
-to something absent turns the compiled programs off), else ``cc`` or ``gcc``. Without one, ``build`` raises ``CompilerUnavailable`` and callers fall
-back to the Python engine or skip the C server.
+to something absent turns the compiled programs off), else ``cc`` or ``gcc``. Without
+one, ``build`` raises ``CompilerUnavailable`` and callers fall back to the Python engine or
+skip the C server.
 """
 
 from __future__ import annotations
