@@ -32,6 +32,7 @@ def test_compare_tiny_run_writes_ratios_and_client_cpu(tmp_path: Path) -> None:
         assert len(r["throughput_runs"]) == 2
         assert r["throughput_min"] <= r["throughput"] <= r["throughput_max"]
         assert r["engine"] == "c" and r["client_cpu_pct"] > 0
+        assert r["server_cpu_pct"] > 0 and r["other_cpu_pct"] >= 0
     assert loads["c-epoll"]["vs_c_epoll"] == 1.0 and loads["uvloop_protocol"]["vs_uvloop_protocol"] == 1.0
     assert "vs_c_epoll" in loads["aiotcp-sync"] and "vs_seed" not in loads["aiotcp-sync"]
     md = (out / "report.md").read_text()
@@ -41,6 +42,16 @@ def test_compare_tiny_run_writes_ratios_and_client_cpu(tmp_path: Path) -> None:
     table = md.split("## p99")[0]  # the throughput table: one row per server
     for name in SERVERS:
         assert sum(line.startswith(f"| {name} |") for line in table.splitlines()) == 1
+
+
+def test_compare_with_the_python_engine_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    argv = ["--servers", "uvloop_protocol", "--workloads", "c2-f1-s16-d0.2", "--runs", "1",
+            "--engine", "python", "--out", str(out)]  # fmt: skip
+    assert compare_main(argv) == 0
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["status"] == "ok" and row["engine"] == "python" and row["client_cpu_pct"] > 0
+    assert "the Python engine" in (out / "report.md").read_text()
 
 
 def test_compare_hold_measures_memory_per_connection(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ def combine(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
         row["client_bound"] = any(r["client_bound"] for r in runs)
         row["engine"] = runs[0]["engine"]
         _spread(row, "server_cpu_pct", [r["server_cpu_pct"] for r in runs])
+        _spread(row, "other_cpu_pct", [r.get("other_cpu_pct", 0.0) for r in runs])
         row["connected"] = min(r["connected"] for r in runs)
         row["warnings"] = sorted({w for r in runs for w in r.get("warnings", [])})
     else:

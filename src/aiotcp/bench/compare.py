@@ -110,7 +110,7 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
     mark: list[float] = []
 
     def ready() -> None:
-        mark.extend((time.monotonic(), server.cpu_seconds()))
+        mark.extend((time.monotonic(), server.cpu_seconds(), machine_busy_seconds()))
 
     if engine == "c":
         result = run_c_load(cfg, ready=ready)
@@ -118,11 +118,30 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
         result = finish(_runner()(run_load(cfg, ready=ready)))
     wall = time.monotonic() - mark[0] if mark else 0.0
     cpu = server.cpu_seconds() - mark[1] if mark else 0.0
+    busy = machine_busy_seconds() - mark[2] if mark else 0.0
+    client = sum(result.client_cpu) / 100.0 * result.duration
     row = result.to_dict()
     row.pop("histogram", None)
     row.pop("config", None)
     row["server_cpu_pct"] = round(100.0 * cpu / wall, 1) if wall > 0 else 0.0
+    row["other_cpu_pct"] = round(max(0.0, 100.0 * (busy - cpu - client) / wall), 1) if wall else 0.0
     return row
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (/proc/stat).
+
+    Busy minus the server's and the client's CPU over a run is what other processes took:
+    a run where that is high measured a contended machine.
+    """
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    guest = sum(ticks[8:10])  # already counted in user and nice
+    return (sum(ticks) - idle - guest) / os.sysconf("SC_CLK_TCK")
 
 
 def _runner() -> Callable[..., Any]:

@@ -93,17 +93,20 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
     out.append(("Ratios of median throughput (same workload)", header, body))
     header = [
         "server", *(f"KiB per held conn ({w[4:]})" for w in holds),
-        "client CPU % (max)", "server CPU % (max)", "peak RSS MiB (max)",
+        "client CPU % (max)", "server CPU % (max)", "other processes CPU % (max)",
+        "peak RSS MiB (max)",
     ]  # fmt: skip
     body = []
     for s in servers:
         mine = [r for r in rows if r["server"] == s]
         client = [r["client_cpu_pct_max"] for r in mine if "client_cpu_pct_max" in r]
         cpu = [r["server_cpu_pct_max"] for r in mine if "server_cpu_pct_max" in r]
+        other = [r["other_cpu_pct_max"] for r in mine if "other_cpu_pct_max" in r]
         rss = [r["peak_rss_kib"] for r in mine if "peak_rss_kib" in r]
         body.append([
             s, *(_cell(by.get((s, w)), "kib") for w in holds),
             f"{max(client):.0f}" if client else "-", f"{max(cpu):.0f}" if cpu else "-",
+            f"{max(other):.0f}" if other else "-",
             f"{max(rss) / 1024:.0f}" if rss else "-",
         ])  # fmt: skip
     out.append(("Memory and CPU", header, body))
@@ -155,6 +158,11 @@ def _notes(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
             "prints still cost CPU). n/a = the seed cannot serve messages over its 100-byte read."
         ),
         "KiB per held connection = (server VmRSS with N idle connections - VmRSS before) / N.",
+        (
+            "CPU % is of one core over the measured window; 'other processes' is the whole "
+            "machine's busy time (/proc/stat) minus the server's and the client's: where it is "
+            "high, the run shared its cores with other work and its figures are low and noisy."
+        ),
     ]
     if meta.get("aiotcp_args"):
         notes.append(f"aiotcp extra flags: `{' '.join(meta['aiotcp_args'])}`.")
