@@ -159,9 +159,10 @@ def _notes(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
         ),
         "KiB per held connection = (server VmRSS with N idle connections - VmRSS before) / N.",
         (
-            "CPU % is of one core over the measured window; 'other processes' is the whole "
-            "machine's busy time (/proc/stat) minus the server's and the client's: where it is "
-            "high, the run shared its cores with other work and its figures are low and noisy."
+            "CPU % is of one core over the measured window (softirq time, which the kernel "
+            "accounts apart from processes, is in no column); 'other processes' is the "
+            "machine's process time (/proc/stat) minus the server's and the client's: where it "
+            "is high, the run shared its cores with other work and its figures are low and noisy."
         ),
     ]
     if meta.get("aiotcp_args"):
