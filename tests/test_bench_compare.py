@@ -1,67 +1,111 @@
-"""compare on a tiny workload writes report.md/html/json with one row per server."""
+"""compare: interleaved runs folded into medians, ratio columns, client CPU share, the report."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from aiotcp.bench.aggregate import add_ratios, combine
 from aiotcp.bench.cli import compare_main
-from aiotcp.bench.compare import parse_workload
+from aiotcp.bench.compare import _applicable, parse_workload
 
-SERVERS = ["seed", "uvloop_protocol", "aiotcp"]
+SERVERS = ["c-epoll", "uvloop_protocol", "aiotcp-sync"]
 
 
-def test_compare_tiny_run_writes_the_report(tmp_path: Path) -> None:
+def test_compare_tiny_run_writes_ratios_and_client_cpu(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    argv = [
-        "--servers",
-        ",".join(SERVERS),
-        "--workloads",
-        "c2-f2-s16-d0.3,c2-f1-s200-d0.3,hold20",
-        "--out",
-        str(out),
-    ]
+    argv = ["--servers", ",".join(SERVERS), "--workloads", "c2-f2-s16-d0.2",
+            "--runs", "2", "--out", str(out)]  # fmt: skip
     assert compare_main(argv) == 0
-    md = (out / "report.md").read_text()
-    assert (out / "report.html").read_text().startswith("<!doctype html>")
     data = json.loads((out / "results.json").read_text())
+    assert data["meta"]["engine"] == "c" and data["meta"]["runs"] == 2
     rows = data["rows"]
-    assert {r["server"] for r in rows} == set(SERVERS)
-    assert len(rows) == 3 * len(SERVERS)
-    seed_big = next(r for r in rows if r["server"] == "seed" and r["workload"] == "c2-f1-s200-d0.3")
-    assert seed_big["status"] == "n/a"  # 200 B messages exceed the seed's read(100)
+    assert {(r["server"], r["workload"]) for r in rows} == {(s, "c2-f2-s16-d0.2") for s in SERVERS}
     for r in rows:
-        if r["status"] != "n/a":
-            assert r["status"] == "ok", r
-    holds = [r for r in rows if r["kind"] == "hold"]
-    assert all(r["held"] == 20 for r in holds)
-    assert (
-        next(r for r in rows if r["server"] == "seed" and r["workload"] == "c2-f2-s16-d0.3")[
-            "vs_seed"
-        ]
-        == 1.0
-    )
+        assert r["status"] == "ok", r
+        assert r["runs"] == 2
+    loads = {r["server"]: r for r in rows if r["kind"] == "load"}
+    for r in loads.values():
+        assert len(r["throughput_runs"]) == 2
+        assert r["throughput_min"] <= r["throughput"] <= r["throughput_max"]
+        assert r["engine"] == "c" and r["client_cpu_pct"] > 0
+        assert r["server_cpu_pct"] > 0 and r["other_cpu_pct"] >= 0
+    assert loads["c-epoll"]["vs_c_epoll"] == 1.0 and loads["uvloop_protocol"]["vs_uvloop_protocol"] == 1.0
+    assert "vs_c_epoll" in loads["aiotcp-sync"] and "vs_seed" not in loads["aiotcp-sync"]
+    md = (out / "report.md").read_text()
+    assert "vs uvloop Protocol" in md and "vs C epoll" in md and "client CPU %" in md
+    assert "compiled C epoll engine" in md
+    assert (out / "report.html").read_text().startswith("<!doctype html>")
     table = md.split("## p99")[0]  # the throughput table: one row per server
     for name in SERVERS:
         assert sum(line.startswith(f"| {name} |") for line in table.splitlines()) == 1
 
 
-@pytest.mark.parametrize("bad", ["c10", "x1-f1-s1", "hold"])
-def test_bad_workload_names_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError):
-        parse_workload(bad, 1.0)
-    assert compare_main(["--workloads", bad]) == 2
+def test_compare_with_the_python_engine_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    argv = ["--servers", "uvloop_protocol", "--workloads", "c2-f1-s16-d0.2", "--runs", "1",
+            "--engine", "python", "--out", str(out)]  # fmt: skip
+    assert compare_main(argv) == 0
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["status"] == "ok" and row["engine"] == "python" and row["client_cpu_pct"] > 0
+    assert "the Python engine" in (out / "report.md").read_text()
+
+
+def test_compare_hold_measures_memory_per_connection(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    argv = ["--servers", "c-epoll", "--workloads", "hold20", "--runs", "1", "--out", str(out)]
+    assert compare_main(argv) == 0
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["status"] == "ok" and row["held"] == 20 and row["kib_per_conn"] >= 0
+    assert "KiB per held conn (20)" in (out / "report.md").read_text()
+
+
+def _run(tp: float, cpu: float = 50.0, errors: dict[str, int] | None = None) -> dict[str, Any]:
+    lat = {"p50": tp / 1e6, "p99": tp / 1e5}
+    return {"throughput": tp, "latency_ms": lat, "client_cpu": [cpu], "client_bound": cpu > 90,
+            "engine": "c", "server_cpu_pct": 99.0, "connected": 2, "errors": errors or {},
+            "error_samples": ["x"] if errors else [], "peak_rss_kib": 10, "status": "ok"}  # fmt: skip
+
+
+def test_combine_takes_medians_and_spread() -> None:
+    base = {"server": "a", "workload": "w", "kind": "load"}
+    row = combine(base, [_run(300.0), _run(100.0, 95.0), _run(200.0)])
+    assert (row["throughput"], row["throughput_min"], row["throughput_max"]) == (200.0, 100.0, 300.0)
+    assert row["latency_ms"]["p99"] == 0.002 and row["client_cpu_pct_max"] == 95.0
+    assert row["client_bound"] and row["status"] == "ok"
+    bad = combine(base, [_run(1.0, errors={"verify": 1}), _run(2.0, errors={"verify": 2})])
+    assert bad["status"] == "errors" and bad["errors"] == {"verify": 3}
+    failed = combine(base, [_run(1.0), {"status": "error", "note": "did not start"}])
+    assert failed["status"] == "error" and failed["note"] == "did not start"
+
+
+def test_ratios_divide_medians_on_the_same_workload() -> None:
+    rows = [{"server": s, "workload": "w", "throughput": tp}
+            for s, tp in (("uvloop_protocol", 100.0), ("c-epoll", 200.0), ("x", 50.0))]  # fmt: skip
+    add_ratios(rows)
+    x = rows[2]
+    assert (x["vs_uvloop_protocol"], x["vs_c_epoll"]) == (0.5, 0.25) and "vs_seed" not in x
+
+
+def test_seed_is_not_applicable_to_messages_over_its_read() -> None:
+    assert _applicable("seed", parse_workload("c1-f1-s200", 1.0)).startswith("n/a")
+    assert _applicable("aiotcp-ack", parse_workload("c1-f1-s200", 1.0)) == ""
+
+
+@pytest.mark.parametrize("argv", [["--workloads", "c10"], ["--workloads", "x1-f1-s1"],
+                                  ["--workloads", "hold"], ["--servers", "nginx"], ["--runs", "0"]])  # fmt: skip
+def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert compare_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "aiotcp compare:" in err
 
 
 def test_workload_names_parse() -> None:
     wl = parse_workload("c100-f16-s1024-d2.5", 3.0)
-    assert (wl.kind, wl.connections, wl.in_flight, wl.size, wl.duration) == (
-        "load",
-        100,
-        16,
-        1024,
-        2.5,
-    )
+    assert (wl.kind, wl.connections, wl.in_flight, wl.size, wl.duration) == ("load", 100, 16, 1024, 2.5)
     assert parse_workload("hold10000", 3.0).connections == 10000
+    with pytest.raises(ValueError):
+        parse_workload("c10", 1.0)

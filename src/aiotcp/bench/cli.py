@@ -8,6 +8,7 @@ bad usage. ``python -m aiotcp.bench.cli bench|compare ...`` runs them directly.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -17,6 +18,28 @@ from aiotcp.bench.results import LoadResult
 from aiotcp.bench.verify import VerifyMode
 
 MODES = ("load", "idle", "trickle", "no-read", "half-close", "storm")
+#: Modules of the ``bench`` extra that each command cannot run without.
+BENCH_NEEDS: tuple[str, ...] = ("hdrh", "tqdm")
+COMPARE_NEEDS: tuple[str, ...] = ("hdrh", "matplotlib")
+ENGINE_NAMES = {"c": "compiled C epoll engine", "python": "Python engine (uvloop)"}
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: an import blocked on purpose
+    return importlib.util.find_spec(module) is not None
+
+
+def missing_extra(prog: str, modules: tuple[str, ...]) -> bool:
+    """Print one line naming the extra to install and return True if a module is missing."""
+    missing = [m for m in modules if not _installed(m)]
+    if missing:
+        print(
+            f"{prog}: the benchmark dependencies are not installed (no {', '.join(missing)}); "
+            "run: pip install 'aiotcp[bench]'",
+            file=sys.stderr,
+        )
+    return bool(missing)
 
 
 def build_bench_parser() -> argparse.ArgumentParser:
@@ -71,7 +94,19 @@ def build_bench_parser() -> argparse.ArgumentParser:
         default=1,
         help="split connections across N client processes; histograms merged",
     )
-    p.add_argument("--expect-prefix", default="已收到: ", help="reply prefix (default '已收到: ')")
+    p.add_argument(
+        "--prefix", "--expect-prefix", dest="expect_prefix", default="已收到: ",
+        help="reply prefix the server puts before each message (default '已收到: ')",
+    )  # fmt: skip
+    p.add_argument(
+        "--engine", choices=("auto", "c", "python"), default="auto",
+        help="load engine: c (compiled epoll, built with the system C compiler on first use), "
+        "python, or auto (c when it builds; the report says which ran)",
+    )  # fmt: skip
+    p.add_argument(
+        "--count", type=int, default=0,
+        help="send this many messages in total instead of running for --duration (c engine)",
+    )  # fmt: skip
     p.add_argument(
         "--json", action="store_true", help="print one JSON object on stdout and nothing else"
     )
@@ -111,6 +146,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         verify=verify,
         expect_prefix=args.expect_prefix,
         processes=args.processes,
+        count=args.count,
     )
 
 
@@ -120,11 +156,16 @@ def format_load(result: LoadResult) -> str:
     loop = f"open loop at {c['rate']:g} msg/s" if c.get("rate") else "closed loop"
     lat = result.latency_ms
     lines = [
-        f"aiotcp bench: {result.connected}/{result.connections} connections, {c['in_flight']} in flight, "
-        f"{c['size']} B {c['framing']} messages ({c['verify']} verify), {loop}, {result.duration:.1f} s "
-        f"on {c['host']}:{c['port']}",
-        f"  throughput  {result.throughput:,.0f} msg/s  ({result.messages_acked:,} acked in the window, "
-        f"{result.messages_sent:,} sent)",
+        (
+            f"aiotcp bench: {result.connected}/{result.connections} connections, "
+            f"{c['in_flight']} in flight, {c['size']} B {c['framing']} messages "
+            f"({c['verify']} verify), {loop}, {result.duration:.1f} s on {c['host']}:{c['port']}"
+        ),
+        f"  engine      {ENGINE_NAMES.get(result.engine, result.engine)}",
+        (
+            f"  throughput  {result.throughput:,.0f} msg/s  ({result.messages_acked:,} acked in "
+            f"the window, {result.messages_sent:,} sent)"
+        ),
         "  latency ms  "
         + "  ".join(f"{k} {lat.get(k, 0.0):.3f}" for k in ("p50", "p90", "p99", "p99.9", "max")),
         "  client CPU  "
@@ -172,15 +213,19 @@ def _progress_bar(
 def bench_main(argv: list[str]) -> int:
     """Entry point of ``aiotcp bench``; returns the process exit status."""
     args = build_bench_parser().parse_args(argv)
+    if missing_extra("aiotcp bench", BENCH_NEEDS):
+        return 2
     if (
         args.connections < 1
         or args.duration < 0
         or args.size < 0
         or args.in_flight < 1
         or args.processes < 1
+        or args.count < 0
     ):
         print(
-            "aiotcp bench: --connections, --in-flight, --processes must be >= 1; --duration, --size >= 0",
+            "aiotcp bench: --connections, --in-flight, --processes must be >= 1; "
+            "--duration, --size, --count >= 0",
             file=sys.stderr,
         )
         return 2
@@ -196,19 +241,35 @@ def bench_main(argv: list[str]) -> int:
             else format_misbehave(mresult)
         )
         return 0
+    from aiotcp.bench.cengine import choose_engine, run_c_load
     from aiotcp.bench.multiproc import run_load_processes
+    from aiotcp.bench.native import CompilerUnavailable
 
-    progress, close = _progress_bar(args.duration, not args.json and sys.stderr.isatty())
+    cfg = load_config(args)
     try:
-        result = run_load_processes(load_config(args), progress)
+        engine, note = choose_engine(args.engine, cfg)
+    except CompilerUnavailable as exc:
+        print(f"aiotcp bench: {exc}", file=sys.stderr)
+        return 2
+    show = not args.json and not args.count and sys.stderr.isatty()
+    progress, close = _progress_bar(args.duration, show)
+    try:
+        if engine == "c":
+            result = run_c_load(cfg, progress=progress)
+        else:
+            result = run_load_processes(cfg, progress)
     finally:
         close()
+    if note:
+        result.warnings.append(note)
     print(result.to_json() if args.json else format_load(result))
     return 0 if result.ok else 1
 
 
 def compare_main(argv: list[str]) -> int:
     """Entry point of ``aiotcp compare``; returns the process exit status."""
+    if missing_extra("aiotcp compare", COMPARE_NEEDS):
+        return 2
     from aiotcp.bench.compare import compare_cli
 
     return compare_cli(argv)

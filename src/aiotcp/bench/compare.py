@@ -1,12 +1,13 @@
-"""``aiotcp compare``: run every baseline and aiotcp through the same workloads, write a report.
+"""``aiotcp compare``: run every server through the same workloads, write a report.
 
-Each (server, workload) pair gets a fresh server process on loopback. With two or more
-cores the server is pinned to CPU 0 and this process (the load generator) to CPU 1, so the
-two never steal each other's core; the report says when the client was the bottleneck.
+Each run gets a fresh server process on loopback. With two or more cores the server is
+pinned to CPU 0 and the load generator (the compiled engine when it builds) to CPU 1, so
+the two never steal each other's core; every row records the client's CPU share, and the
+report warns where the client was above 90 % of its core (then it was the bottleneck).
 
-Workload names: ``c<connections>-f<in flight>-s<size>[-d<seconds>]`` for a closed-loop load
-run (e.g. ``c100-f16-s64``), ``hold<N>`` for N held idle connections (server memory per
-connection: VmRSS after minus before, divided by N).
+Runs are interleaved (server A, B, C, A, B, C, ... per workload) so that drift on a shared
+machine touches every server alike; each figure is the median of ``--runs`` runs with its
+min and max. Workload names are described in ``aiotcp.bench.workloads``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import importlib.util
 import os
 import platform
-import re
 import shlex
 import sys
 import time
@@ -24,57 +24,35 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aiotcp.bench.baselines import BASELINES, LOOSE_BASELINES, REQUIRES
+from aiotcp.bench import lineup, workloads
+from aiotcp.bench.aggregate import add_ratios, combine
+from aiotcp.bench.cengine import choose_engine, run_c_load
 from aiotcp.bench.loadgen import LoadConfig, run_load
 from aiotcp.bench.misbehave import MisbehaveResult, open_clients
+from aiotcp.bench.native import CompilerUnavailable
 from aiotcp.bench.results import finish
-from aiotcp.bench.serverproc import ServerProcess, aiotcp_argv, baseline_argv, start_server
+from aiotcp.bench.serverproc import ServerProcess, start_server
+from aiotcp.bench.workloads import Workload, parse_workload
 
-ALL_SERVERS: tuple[str, ...] = (*BASELINES, "aiotcp")
-QUICK_SERVERS: tuple[str, ...] = ("seed", "streams", "uvloop_protocol", "aiotcp")
-FULL_WORKLOADS: tuple[str, ...] = (
-    "c1-f1-s64", "c1-f16-s64", "c100-f1-s64", "c100-f16-s64", "c1000-f1-s64", "c1000-f16-s64",
-    "c10000-f1-s64", "c10000-f16-s64", "c100-f1-s1024", "c100-f16-s1024", "hold10000",
-)  # fmt: skip
-QUICK_WORKLOADS: tuple[str, ...] = ("c100-f1-s64-d1", "c100-f16-s64-d1", "hold1000")
+__all__ = ["CompareOptions", "Workload", "compare_cli", "parse_workload", "run_compare"]
+
 #: The seed reads 100 bytes at a time; larger messages make its replies unverifiable.
 SEED_READ = 100
-_LOAD = re.compile(r"^c(\d+)-f(\d+)-s(\d+)(?:-d([\d.]+))?$")
-_HOLD = re.compile(r"^hold(\d+)$")
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One workload: a closed-loop load run, or N held idle connections (``hold``)."""
-
-    name: str
-    kind: str  # "load" | "hold"
-    connections: int
-    in_flight: int = 1
-    size: int = 64
-    duration: float = 3.0
-
-
-def parse_workload(spec: str, default_duration: float) -> Workload:
-    """Parse a workload name (see module docstring). Raises ValueError on a bad name."""
-    if m := _LOAD.match(spec):
-        dur = float(m[4]) if m[4] else default_duration
-        return Workload(spec, "load", int(m[1]), int(m[2]), int(m[3]), dur)
-    if m := _HOLD.match(spec):
-        return Workload(spec, "hold", int(m[1]))
-    raise ValueError(f"bad workload {spec!r}: use c<conns>-f<in flight>-s<bytes>[-d<s>] or hold<N>")
+#: Interleaved runs per (server, workload); the report shows their median and spread.
+DEFAULT_RUNS = 3
 
 
 @dataclass
 class CompareOptions:
     """What ``run_compare`` runs and where the report goes."""
 
-    servers: list[str] = field(default_factory=lambda: list(QUICK_SERVERS))
+    servers: list[str] = field(default_factory=lambda: list(lineup.QUICK))
     workloads: list[Workload] = field(default_factory=list)
     out_dir: str = "compare-report"
     aiotcp_args: list[str] = field(default_factory=list)
     pin: bool = True
-    processes: int = 1
+    runs: int = DEFAULT_RUNS
+    engine: str = "auto"
     command: str = ""
 
 
@@ -87,14 +65,9 @@ def _pin_cpus(pin: bool) -> tuple[int | None, str]:
     return cpus[0], f"server pinned to CPU {cpus[0]}, load generator to CPU {cpus[1]}"
 
 
-def server_argv(name: str, aiotcp_args: list[str]) -> list[str]:
-    """Command line for server ``name`` (a baseline or ``aiotcp``)."""
-    return aiotcp_argv(aiotcp_args) if name == "aiotcp" else baseline_argv(name)
-
-
 def _applicable(name: str, wl: Workload) -> str:
     """Return why ``wl`` does not apply to server ``name``, or "" if it does."""
-    if name in LOOSE_BASELINES and wl.kind == "load" and wl.size + 1 > SEED_READ:
+    if lineup.is_loose(name) and wl.kind == "load" and wl.size + 1 > SEED_READ:
         return f"n/a: the seed reads {SEED_READ} bytes at a time; {wl.size} B messages exceed it"
     return ""
 
@@ -128,7 +101,8 @@ async def _hold(server: ServerProcess, wl: Workload) -> dict[str, Any]:
     return row
 
 
-async def _load(server: ServerProcess, wl: Workload, loose: bool, processes: int) -> dict[str, Any]:
+def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict[str, Any]:
+    """One closed-loop run against ``server``; the server's CPU is read over the window only."""
     cfg = LoadConfig(
         host=server.host, port=server.port, connections=wl.connections, duration=wl.duration,
         size=wl.size, in_flight=wl.in_flight, verify="loose" if loose else "strict",
@@ -136,93 +110,112 @@ async def _load(server: ServerProcess, wl: Workload, loose: bool, processes: int
     mark: list[float] = []
 
     def ready() -> None:
-        mark.extend((time.monotonic(), server.cpu_seconds()))
+        mark.extend((time.monotonic(), server.cpu_seconds(), machine_busy_seconds()))
 
-    result = finish(await run_load(cfg, ready=ready))
+    if engine == "c":
+        result = run_c_load(cfg, ready=ready)
+    else:
+        result = finish(_runner()(run_load(cfg, ready=ready)))
     wall = time.monotonic() - mark[0] if mark else 0.0
     cpu = server.cpu_seconds() - mark[1] if mark else 0.0
+    busy = machine_busy_seconds() - mark[2] if mark else 0.0
+    client = sum(result.client_cpu) / 100.0 * result.duration
     row = result.to_dict()
     row.pop("histogram", None)
+    row.pop("config", None)
     row["server_cpu_pct"] = round(100.0 * cpu / wall, 1) if wall > 0 else 0.0
+    row["other_cpu_pct"] = round(max(0.0, 100.0 * (busy - cpu - client) / wall), 1) if wall else 0.0
     return row
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent in processes (user, nice, system, steal) since boot.
+
+    Busy minus the server's and the client's CPU over a run is what other processes (and
+    the hypervisor) took: a run where that is high measured a contended machine. Interrupt
+    and softirq time is left out: the kernel accounts it apart from any process, and on
+    loopback most of it is the run's own traffic.
+    """
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, steal = ticks[0], ticks[1], ticks[2], ticks[7] if len(ticks) > 7 else 0
+    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _runner() -> Callable[..., Any]:
+    if importlib.util.find_spec("uvloop"):
+        import uvloop
+
+        return uvloop.run
+    return asyncio.run
 
 
 def run_one(
-    name: str, wl: Workload, opts: CompareOptions, server_cpu: int | None
+    name: str, wl: Workload, opts: CompareOptions, server_cpu: int | None, engine: str
 ) -> dict[str, Any]:
-    """Start server ``name``, run ``wl`` against it, stop it; return one result row."""
-    row: dict[str, Any] = {"server": name, "workload": wl.name, "kind": wl.kind, **asdict(wl)}
-    reason = _applicable(name, wl)
-    if reason:
-        return row | {"status": "n/a", "note": reason}
+    """Start server ``name``, run ``wl`` against it once, stop it; return the run's result."""
     try:
-        server = start_server(server_argv(name, opts.aiotcp_args), cpu=server_cpu)
+        server = start_server(lineup.server_argv(name, opts.aiotcp_args), cpu=server_cpu)
     except Exception as exc:  # noqa: BLE001 - a server that cannot start is a result, not a crash
-        return row | {"status": "error", "note": str(exc)[-300:]}
+        return {"status": "error", "note": str(exc)[-300:]}
     try:
-        runner: Callable[..., Any] = asyncio.run
-        if importlib.util.find_spec("uvloop"):
-            import uvloop
-
-            runner = uvloop.run
+        row: dict[str, Any]
         if wl.kind == "hold":
-            row |= runner(_hold(server, wl))
+            row = _runner()(_hold(server, wl))
         else:
-            row |= runner(_load(server, wl, name in LOOSE_BASELINES, opts.processes))
+            row = _load(server, wl, lineup.is_loose(name), engine)
         row["peak_rss_kib"] = server.peak_rss_kib()
     finally:
-        status = server.stop()
+        row_status = server.stop()
+    row["server_exit"] = row_status
     row["status"] = "ok" if not row.get("errors") else "errors"
-    row["server_exit"] = status
     return row
 
 
-def add_ratios(rows: list[dict[str, Any]]) -> None:
-    """Add ``vs_uvloop_protocol`` and ``vs_seed`` throughput ratios to each load row."""
-    base: dict[tuple[str, str], float] = {}
-    for r in rows:
-        if r.get("throughput"):
-            base[(r["server"], r["workload"])] = r["throughput"]
-    for r in rows:
-        for ref, key in (("uvloop_protocol", "vs_uvloop_protocol"), ("seed", "vs_seed")):
-            ref_tp = base.get((ref, r["workload"]))
-            if r.get("throughput") and ref_tp:
-                r[key] = round(r["throughput"] / ref_tp, 2)
+def _shown(row: dict[str, Any]) -> str:
+    if row.get("throughput"):
+        return (
+            f"{row['throughput']:,.0f} msg/s p99 {row['latency_ms']['p99']:.2f} ms "
+            f"client CPU {max(row['client_cpu'] or [0]):.0f}%"
+        )
+    if "kib_per_conn" in row:
+        return f"{row['kib_per_conn']} KiB/conn"
+    return str(row.get("note", ""))
 
 
 def _run_all(
-    opts: CompareOptions, server_cpu: int | None, log: Callable[[str], None]
+    opts: CompareOptions, server_cpu: int | None, engine: str, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
+    """Interleaved runs (every server once, then again, ...) per workload; one row per pair."""
     rows: list[dict[str, Any]] = []
+    live = []
     for name in opts.servers:
-        lib = REQUIRES.get(name)
-        if lib and importlib.util.find_spec(lib) is None:
-            rows.append(
-                {
-                    "server": name,
-                    "workload": "*",
-                    "status": "skipped",
-                    "note": f"{lib} is not installed",
-                }
-            )
-            log(f"{name}: skipped ({lib} is not installed)")
-            continue
-        for wl in opts.workloads:
-            t0 = time.monotonic()
-            row = run_one(name, wl, opts, server_cpu)
-            rows.append(row)
-            shown = (
-                f"{row['throughput']:,.0f} msg/s p99 {row['latency_ms']['p99']:.2f} ms"
-                if row.get("throughput")
-                else (
-                    f"{row['kib_per_conn']} KiB/conn"
-                    if "kib_per_conn" in row
-                    else row.get("note", "")
+        why = lineup.unavailable(name)
+        if why:
+            rows.append({"server": name, "workload": "*", "status": "skipped", "note": why})
+            log(f"{name}: skipped ({why})")
+        else:
+            live.append(name)
+    for wl in opts.workloads:
+        base = {name: {"server": name, "workload": wl.name, **asdict(wl)} for name in live}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in live}
+        todo = [n for n in live if not _applicable(n, wl)]
+        for name in live:
+            if name not in todo:
+                rows.append(base[name] | {"status": "n/a", "note": _applicable(name, wl)})
+        for index in range(opts.runs):
+            for name in todo:
+                t0 = time.monotonic()
+                run = run_one(name, wl, opts, server_cpu, engine)
+                runs[name].append(run)
+                log(
+                    f"{name:16s} {wl.name:16s} run {index + 1}/{opts.runs} {run['status']:7s} "
+                    f"{_shown(run)} ({time.monotonic() - t0:.1f}s)"
                 )
-            )
-            log(
-                f"{name:17s} {wl.name:16s} {row['status']:7s} {shown} ({time.monotonic() - t0:.1f}s)"
-            )
+        rows.extend(combine(base[name], runs[name]) for name in todo)
     return rows
 
 
@@ -231,13 +224,18 @@ def run_compare(
 ) -> list[dict[str, Any]]:
     """Run every selected server through every selected workload; return result rows.
 
-    Servers whose optional library is missing get one ``skipped`` row with a note.
+    Servers that cannot run here (a missing library, no C compiler) get one ``skipped`` row
+    with a note. Raises CompilerUnavailable if ``opts.engine`` is ``c`` and it cannot build.
     """
+    engine, engine_note = choose_engine(opts.engine, LoadConfig())
+    log(f"load generator: {'compiled C epoll engine' if engine == 'c' else 'Python engine'}")
+    if engine_note:
+        log(engine_note)
     saved_affinity = os.sched_getaffinity(0)
     server_cpu, pin_note = _pin_cpus(opts.pin)
     log(pin_note)
     try:
-        rows = _run_all(opts, server_cpu, log)
+        rows = _run_all(opts, server_cpu, engine, log)
     finally:
         os.sched_setaffinity(0, saved_affinity)  # callers (tests) keep their cores
     add_ratios(rows)
@@ -245,6 +243,7 @@ def run_compare(
         "command": opts.command, "pinning": pin_note, "cores": os.cpu_count(),
         "python": platform.python_version(), "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "aiotcp_args": opts.aiotcp_args,
+        "engine": engine, "engine_note": engine_note, "runs": opts.runs,
     }  # fmt: skip
     from aiotcp.bench.report import write_report
 
@@ -252,68 +251,52 @@ def run_compare(
     return rows
 
 
-def compare_cli(argv: list[str]) -> int:
-    """``aiotcp compare`` entry point; returns 0 when every run verified cleanly, else 1."""
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="aiotcp compare", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"servers {','.join(QUICK_SERVERS)}; workloads {','.join(QUICK_WORKLOADS)} (< 2 min)",
-    )
-    p.add_argument(
-        "--servers",
-        help=f"comma-separated, from {','.join(ALL_SERVERS)} (default: all, or the quick set)",
-    )
-    p.add_argument(
-        "--workloads",
-        help="comma-separated workload names, e.g. c100-f16-s64,c10-f1-s64-d0.5,hold1000",
-    )
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=3.0,
-        help="seconds per load workload without -d (default 3)",
-    )
-    p.add_argument(
-        "--out", default="compare-report", help="report directory (default ./compare-report)"
-    )
-    p.add_argument(
-        "--aiotcp-args", default="", help='extra flags for aiotcp serve, e.g. "--metrics-port 9100"'
-    )
-    p.add_argument(
-        "--no-pin", action="store_true", help="do not pin server and client to separate cores"
-    )
-    args = p.parse_args(argv)
-    servers = (
-        args.servers.split(",")
-        if args.servers
-        else list(QUICK_SERVERS if args.quick else ALL_SERVERS)
-    )
-    unknown = [s for s in servers if s not in ALL_SERVERS]
-    specs = (
-        args.workloads.split(",")
-        if args.workloads
-        else list(QUICK_WORKLOADS if args.quick else FULL_WORKLOADS)
-    )
+    add = p.add_argument
+    add("--quick", action="store_true",
+        help=f"servers {','.join(lineup.QUICK)}; workloads {','.join(workloads.QUICK)} (< 2 min)")
+    add("--servers", help=f"comma-separated, from {','.join(lineup.ORDER)} (default: all)")
+    add("--workloads", help="comma-separated workload names, e.g. c100-f16-s64,c10-f1-s64-d0.5,hold1000")
+    add("--duration", type=float, default=1.5, help="seconds per load run without -d (default 1.5)")
+    add("--runs", type=int, default=DEFAULT_RUNS,
+        help=f"interleaved runs per server and workload; figures are medians (default {DEFAULT_RUNS})")
+    add("--engine", choices=("auto", "c", "python"), default="auto",
+        help="load generator: c (compiled), python, or auto (c when it builds)")
+    add("--out", default="compare-report", help="report directory (default ./compare-report)")
+    add("--aiotcp-args", default="", help='extra flags for aiotcp serve, e.g. "--max-pipeline 64"')
+    add("--no-pin", action="store_true", help="do not pin server and client to separate cores")
+    return p  # fmt: skip
+
+
+def compare_cli(argv: list[str]) -> int:
+    """``aiotcp compare`` entry point; 0 when every run verified cleanly, 1 if not, 2 on bad usage."""
+    args = _parser().parse_args(argv)
+    quick = args.quick
+    names = args.servers.split(",") if args.servers else list(lineup.QUICK if quick else lineup.ORDER)
+    specs = args.workloads.split(",") if args.workloads else list(workloads.QUICK if quick else workloads.FULL)
     try:
-        workloads = [parse_workload(s, args.duration) for s in specs]
+        servers = [lineup.resolve(n) for n in names]
+        wls = [parse_workload(s, args.duration) for s in specs]
+        if args.runs < 1:
+            raise ValueError("--runs must be >= 1")
+    except KeyError as exc:
+        print(f"aiotcp compare: unknown server {exc}; choose from {list(lineup.ORDER)}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"aiotcp compare: {exc}", file=sys.stderr)
         return 2
-    if unknown:
-        print(
-            f"aiotcp compare: unknown servers {unknown}; choose from {list(ALL_SERVERS)}",
-            file=sys.stderr,
-        )
-        return 2
     opts = CompareOptions(
-        servers=servers, workloads=workloads, out_dir=args.out, aiotcp_args=shlex.split(args.aiotcp_args),
-        pin=not args.no_pin, command="aiotcp compare " + " ".join(shlex.quote(a) for a in argv),
+        servers=servers, workloads=wls, out_dir=args.out, aiotcp_args=shlex.split(args.aiotcp_args),
+        pin=not args.no_pin, runs=args.runs, engine=args.engine,
+        command="aiotcp compare " + " ".join(shlex.quote(a) for a in argv),
     )  # fmt: skip
-    rows = run_compare(opts, log=lambda s: print(s, file=sys.stderr, flush=True))
-    print(
-        f"report: {os.path.join(args.out, 'report.md')}, report.html, results.json", file=sys.stderr
-    )
+    try:
+        rows = run_compare(opts, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except CompilerUnavailable as exc:
+        print(f"aiotcp compare: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {os.path.join(args.out, 'report.md')}, report.html, results.json", file=sys.stderr)
     return 0 if all(r["status"] in ("ok", "n/a", "skipped") for r in rows) else 1

@@ -51,12 +51,16 @@ class LoadConfig:
     processes: int = 1
     connect_timeout: float = 10.0
     drain_timeout: float = 3.0
+    count: int = 0  # total messages instead of a duration (compiled engine only)
 
     def share(self, index: int, parts: int) -> LoadConfig:
         """Return the config for client process ``index`` of ``parts`` (connections, rate split)."""
         conns = self.connections // parts + (1 if index < self.connections % parts else 0)
         rate = self.rate * conns / self.connections if self.connections else 0.0
-        return LoadConfig(**{**asdict(self), "connections": conns, "rate": rate, "processes": 1})
+        count = -(-self.count * conns // self.connections) if self.connections else 0
+        return LoadConfig(
+            **{**asdict(self), "connections": conns, "rate": rate, "processes": 1, "count": count}
+        )
 
 
 class _Run:

@@ -1,7 +1,7 @@
 """Write the compare report: report.md, report.html (plots embedded), results.json, PNGs.
 
-Input is the list of result rows from ``compare.run_compare`` (one per server x workload).
-matplotlib is imported only here and only if present; without it the report has no plots.
+Input is the list of rows from ``compare.run_compare`` (one per server x workload, each the
+median of its interleaved runs with min and max).
 """
 
 from __future__ import annotations
@@ -12,13 +12,27 @@ import json
 import os
 from typing import Any
 
-#: Marks a throughput cell where the load generator used >= 85% of its core.
+from aiotcp.bench.plots import write_plots
+from aiotcp.bench.results import CLIENT_BOUND_CPU
+from aiotcp.bench.workloads import HEADLINE
+
+#: Marks a figure where the load generator used more than CLIENT_BOUND_CPU % of its core.
 CLIENT_BOUND_MARK = "†"
-HEADLINE = ("c100-f1-s64", "c100-f16-s64")
+#: Ratio columns: (row key, column label).
+RATIOS: tuple[tuple[str, str], ...] = (
+    ("vs_uvloop_protocol", "vs uvloop Protocol"),
+    ("vs_c_epoll", "vs C epoll"),
+    ("vs_seed", "vs seed"),
+)
+Table = tuple[str, list[str], list[list[str]]]
 
 
-def _index(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["server"], r["workload"]): r for r in rows}
+def _si(x: float) -> str:
+    """1234567 -> '1.23M', 84500 -> '84.5k'."""
+    for unit, div in (("M", 1e6), ("k", 1e3)):
+        if x >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.0f}"
 
 
 def _cell(row: dict[str, Any] | None, what: str) -> str:
@@ -29,86 +43,127 @@ def _cell(row: dict[str, Any] | None, what: str) -> str:
     if row.get("status") == "error":
         return "failed"
     if what == "throughput":
-        text = f"{row.get('throughput', 0):,.0f}"
+        text = (
+            f"{row['throughput']:,.0f} ({_si(row['throughput_min'])}–{_si(row['throughput_max'])})"
+        )
         if row.get("client_bound"):
             text += CLIENT_BOUND_MARK
     elif what == "p99":
-        text = f"{row.get('latency_ms', {}).get('p99', 0):.2f}"
-    elif what == "kib":
-        text = f"{row.get('kib_per_conn', 0):.1f}"
-    else:
-        text = str(row.get(what, "-"))
+        text = f"{row['latency_ms']['p99']:.2f}"
+    else:  # kib
+        text = f"{row['kib_per_conn']:.2f} ({row['kib_per_conn_min']:.2f}–{row['kib_per_conn_max']:.2f})"
     if row.get("errors"):
         text += " (err)"
     return text
 
 
-def tables(
-    rows: list[dict[str, Any]], workloads: list[str], servers: list[str]
-) -> list[tuple[str, list[str], list[list[str]]]]:
+def headline(loads: list[str]) -> list[str]:
+    """The load workloads whose ratios head the report."""
+    chosen = [w for w in loads if w.split("-d")[0] in HEADLINE]
+    return chosen or loads[:2]
+
+
+def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str]) -> list[Table]:
     """Return (title, header, body rows) for each report table; one body row per server."""
-    by = _index(rows)
+    by = {(r["server"], r["workload"]): r for r in rows}
     loads = [w for w in workloads if not w.startswith("hold")]
     holds = [w for w in workloads if w.startswith("hold")]
-    out = []
-    out.append(
+    out: list[Table] = [
         (
-            "Throughput, messages/s (closed loop; c = connections, f = in flight, s = message bytes)",
+            "Throughput, replies/s: median of the runs (min–max)",
             ["server", *loads],
             [[s, *(_cell(by.get((s, w)), "throughput") for w in loads)] for s in servers],
-        )
-    )
-    out.append(
+        ),
         (
-            "p99 latency, ms",
+            "p99 latency, ms (median of the runs)",
             ["server", *loads],
             [[s, *(_cell(by.get((s, w)), "p99") for w in loads)] for s in servers],
-        )
-    )
-    head = [w for w in HEADLINE if w in loads] or loads[:2]
-    summary_header = [
-        "server",
-        *(f"{w} vs uvloop Protocol" for w in head),
-        *(f"{w} vs seed" for w in head),
-        *(f"KiB per held conn ({w[4:]})" for w in holds),
-        "server CPU % (max)",
-        "peak RSS MiB (max)",
+        ),
     ]
+    head = headline(loads)
+    header = ["server", *(f"{w} {label}" for _, label in RATIOS for w in head)]
     body = []
     for s in servers:
         line = [s]
-        for key in ("vs_uvloop_protocol", "vs_seed"):
+        for key, _ in RATIOS:
             for w in head:
                 r = by.get((s, w))
                 line.append(f"{r[key]:.2f}" if r and key in r else "-")
-        line.extend(_cell(by.get((s, w)), "kib") for w in holds)
-        mine = [r for r in rows if r["server"] == s]
-        cpu = [r.get("server_cpu_pct", 0.0) for r in mine if "server_cpu_pct" in r]
-        rss = [r.get("peak_rss_kib", 0) for r in mine if "peak_rss_kib" in r]
-        line.append(f"{max(cpu):.0f}" if cpu else "-")
-        line.append(f"{max(rss) / 1024:.0f}" if rss else "-")
         body.append(line)
-    out.append(("Ratios and memory", summary_header, body))
+    out.append(("Ratios of median throughput (same workload)", header, body))
+    header = [
+        "server", *(f"KiB per held conn ({w[4:]})" for w in holds),
+        "client CPU % (max)", "server CPU % (max)", "other processes CPU % (max)",
+        "peak RSS MiB (max)",
+    ]  # fmt: skip
+    body = []
+    for s in servers:
+        mine = [r for r in rows if r["server"] == s]
+        client = [r["client_cpu_pct_max"] for r in mine if "client_cpu_pct_max" in r]
+        cpu = [r["server_cpu_pct_max"] for r in mine if "server_cpu_pct_max" in r]
+        other = [r["other_cpu_pct_max"] for r in mine if "other_cpu_pct_max" in r]
+        rss = [r["peak_rss_kib"] for r in mine if "peak_rss_kib" in r]
+        body.append([
+            s, *(_cell(by.get((s, w)), "kib") for w in holds),
+            f"{max(client):.0f}" if client else "-", f"{max(cpu):.0f}" if cpu else "-",
+            f"{max(other):.0f}" if other else "-",
+            f"{max(rss) / 1024:.0f}" if rss else "-",
+        ])  # fmt: skip
+    out.append(("Memory and CPU", header, body))
     return out
 
 
-def _markdown_table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines.extend("| " + " | ".join(row) + " |" for row in body)
-    return "\n".join(lines)
+def warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per load row whose client was above CLIENT_BOUND_CPU % of a core."""
+    return [
+        f"WARNING: {r['server']} {r['workload']}: the load generator used up to "
+        f"{r['client_cpu_pct_max']:.0f}% of its core; it was (also) the bottleneck, so the "
+        "server may be faster than shown"
+        for r in rows
+        if r.get("client_bound")
+    ]
+
+
+def _engine_note(meta: dict[str, Any]) -> str:
+    if meta.get("engine") == "c":
+        what = "the compiled C epoll engine (`aiotcp bench --engine c`), one process"
+    else:
+        what = "the Python engine (`aiotcp bench --engine python`, uvloop), one process"
+        if meta.get("engine_note"):
+            what += f" ({meta['engine_note']})"
+    return (
+        f"Load generator: {what}; every reply verified (byte-exact per message; the seed "
+        "servers in loose mode, since they reply per 100-byte read). Client CPU = the "
+        "generator's CPU time / wall time over the measured window (getrusage)."
+    )
 
 
 def _notes(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     notes = [
-        f"Command: `{meta.get('command', '')}`; {meta.get('date', '')}; Python {meta.get('python')}; "
-        f"{meta.get('cores')} cores; {meta.get('pinning')}.",
-        "Load generator: `aiotcp bench` (Python, uvloop), one process, every reply verified "
-        "(byte-exact per message; the seed servers in loose mode, since they reply per 100-byte read).",
-        f"{CLIENT_BOUND_MARK} = the load generator used >= 85% of its core: that number is a lower bound "
-        "for the server, the client was (also) the bottleneck.",
-        "The seed server as written prints every message; its stdout goes to /dev/null (the prints still "
-        "cost CPU). n/a = the seed cannot serve messages over its 100-byte read size.",
+        (
+            f"Command: `{meta.get('command', '')}`; {meta.get('date', '')}; "
+            f"Python {meta.get('python')}; {meta.get('cores')} cores; {meta.get('pinning')}."
+        ),
+        (
+            f"Each figure is the median of {meta.get('runs', 1)} interleaved runs (every server "
+            "once, then again, ...), a fresh server process per run."
+        ),
+        _engine_note(meta),
+        (
+            f"{CLIENT_BOUND_MARK} = in some run the load generator used more than "
+            f"{CLIENT_BOUND_CPU:.0f}% of its core: a lower bound for the server."
+        ),
+        (
+            "The seed server as written prints every message; its stdout goes to /dev/null (the "
+            "prints still cost CPU). n/a = the seed cannot serve messages over its 100-byte read."
+        ),
         "KiB per held connection = (server VmRSS with N idle connections - VmRSS before) / N.",
+        (
+            "CPU % is of one core over the measured window (softirq time, which the kernel "
+            "accounts apart from processes, is in no column); 'other processes' is the "
+            "machine's process time (/proc/stat) minus the server's and the client's: where it "
+            "is high, the run shared its cores with other work and its figures are low and noisy."
+        ),
     ]
     if meta.get("aiotcp_args"):
         notes.append(f"aiotcp extra flags: `{' '.join(meta['aiotcp_args'])}`.")
@@ -121,63 +176,10 @@ def _notes(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
     return notes
 
 
-def _plots(out_dir: str, rows: list[dict[str, Any]], servers: list[str]) -> list[str]:
-    """Write PNGs; return their file names (empty if matplotlib is missing or nothing to plot)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    written: list[str] = []
-    loads = [
-        r for r in rows if r.get("kind") == "load" and r.get("throughput") and r.get("size") == 64
-    ]
-    if loads:
-        for metric, fname, ylabel in (
-            ("throughput", "throughput.png", "messages/s"),
-            ("p99", "p99.png", "p99 latency, ms"),
-        ):
-            fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-            for ax, inflight in zip(axes, (1, 16), strict=True):
-                for s in servers:
-                    pts = sorted(
-                        (
-                            r["connections"],
-                            r["throughput"] if metric == "throughput" else r["latency_ms"]["p99"],
-                        )
-                        for r in loads
-                        if r["server"] == s and r["in_flight"] == inflight
-                    )
-                    if pts:
-                        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=s)
-                ax.set_xscale("log")
-                ax.set_yscale("log")
-                ax.set_title(f"64 B messages, {inflight} in flight")
-                ax.set_xlabel("connections")
-                ax.grid(True, which="both", alpha=0.3)
-            axes[0].set_ylabel(ylabel)
-            if axes[1].get_legend_handles_labels()[0]:
-                axes[1].legend(fontsize=7)
-            fig.tight_layout()
-            fig.savefig(os.path.join(out_dir, fname), dpi=80)
-            plt.close(fig)
-            written.append(fname)
-    holds = [r for r in rows if r.get("kind") == "hold" and "kib_per_conn" in r]
-    if holds:
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        ax.barh(
-            [f"{r['server']} ({r['connections']})" for r in holds],
-            [r["kib_per_conn"] for r in holds],
-        )
-        ax.set_xlabel("server KiB per held idle connection")
-        ax.grid(True, axis="x", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "memory.png"), dpi=80)
-        plt.close(fig)
-        written.append("memory.png")
-    return written
+def _markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(row) + " |" for row in body)
+    return "\n".join(lines)
 
 
 def write_report(
@@ -193,35 +195,35 @@ def write_report(
         json.dump({"meta": meta, "rows": rows}, f, indent=1, ensure_ascii=False)
     tabs = tables(rows, workloads, servers)
     notes = _notes(rows, meta)
-    pngs = _plots(out_dir, rows, servers)
+    warned = warnings(rows)
+    loads = [w for w in workloads if not w.startswith("hold")]
+    pngs = write_plots(out_dir, rows, servers, headline(loads))
     md = ["# aiotcp compare", ""]
     for title, header, body in tabs:
         md += [f"## {title}", "", _markdown_table(header, body), ""]
-    md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    md += ["## Notes", ""] + [f"- {n}" for n in warned + notes] + [""]
     md += [f"![{p}]({p})" for p in pngs]
     with open(os.path.join(out_dir, "report.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     h = [
         "<!doctype html><meta charset='utf-8'><title>aiotcp compare</title>",
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style>",
+        (
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+            "td:first-child{text-align:left}</style>"
+        ),
         "<h1>aiotcp compare</h1>",
     ]
     for title, header, body in tabs:
-        h.append(
-            f"<h2>{html.escape(title)}</h2><table><tr>"
-            + "".join(f"<th>{html.escape(c)}</th>" for c in header)
-            + "</tr>"
-        )
-        h.extend(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body
-        )
+        h.append(f"<h2>{html.escape(title)}</h2><table><tr>")
+        h.append("".join(f"<th>{html.escape(c)}</th>" for c in header) + "</tr>")
+        h.extend("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
         h.append("</table>")
     for p in pngs:
         with open(os.path.join(out_dir, p), "rb") as img:
-            h.append(
-                f"<p><img alt='{p}' src='data:image/png;base64,{base64.b64encode(img.read()).decode()}'></p>"
-            )
-    h.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+            data = base64.b64encode(img.read()).decode()
+        h.append(f"<p><img alt='{p}' src='data:image/png;base64,{data}'></p>")
+    h.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in warned + notes))
+    h.append("</ul>")
     with open(os.path.join(out_dir, "report.html"), "w") as f:
         f.write("\n".join(h) + "\n")
