@@ -10,6 +10,8 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 import aiotcp
 from aiotcp.testing import TestServer, run
 from support.clients import ACK
@@ -181,3 +183,20 @@ def test_close_from_an_async_handler_answers_what_started(loop: str) -> None:
 
     out = run(closer, check, loop=loop).decode().splitlines()
     assert out == [ACK + "a", ACK + "bye"]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_frame_errors_keep_their_place_in_reply_order(loop: str, concurrency: int) -> None:
+    async def quick(message: str, conn: Any) -> str:
+        await asyncio.sleep(0)
+        return ACK + message
+
+    async def check(server: TestServer) -> list[str]:
+        async with server.client() as c:
+            c.writer.write(b"a\n\xff\nb\n")
+            return [await c.recv() for _ in range(3)]
+
+    replies = run(quick, check, loop=loop, handler_concurrency=concurrency)
+    assert replies[0] == ACK + "a"
+    assert replies[1].startswith("ERR invalid-utf8 ")
+    assert replies[2] == ACK + "b"

@@ -37,11 +37,17 @@ class Place:
 class Pipe:
     """A connection's work in flight."""
 
-    __slots__ = ("queue", "order", "tasks", "unanswered", "held", "flush_due", "fatal", "eof")
+    __slots__ = (
+        "queue", "order", "done", "answered", "tasks", "unanswered", "held", "flush_due",
+        "fatal", "eof",
+    )
 
     def __init__(self) -> None:
         self.queue: deque[Frame] = deque()
         self.order: deque[Place] = deque()
+        # One worker answers in order by itself: its replies wait here, no Place each.
+        self.done: list[str] = []
+        self.answered = 0
         self.tasks: set[asyncio.Task[None]] = set()
         self.unanswered = 0  # frames received and not yet answered on the wire
         self.held = False  # reading paused for max_pipeline
@@ -51,7 +57,7 @@ class Pipe:
 
     @property
     def idle(self) -> bool:
-        return not self.tasks and not self.order and not self.queue
+        return not self.tasks and not self.order and not self.queue and not self.answered
 
 
 class QueuedConnection(Connection):
@@ -155,8 +161,12 @@ class QueuedConnection(Connection):
     def _flush(self, pipe: Pipe) -> None:
         pipe.flush_due = False
         order = pipe.order
-        out: list[str] = []
-        answered = 0
+        answered = pipe.answered
+        if answered:
+            out, pipe.done = pipe.done, []
+            pipe.answered = 0
+        else:
+            out = []
         while order and order[0].replies is not _PENDING:
             place = order.popleft()
             answered += place.n
@@ -198,6 +208,47 @@ class QueuedConnection(Connection):
 
     def _reading_held(self) -> bool:
         return self._pipe is not None and self._pipe.held
+
+
+class SequentialConnection(QueuedConnection):
+    """``handler_concurrency`` 1 with a per-message handler (the default): one worker
+    answers the messages in order, so its replies need no places in an order."""
+
+    __slots__ = ()
+
+    def _start_workers(self, pipe: Pipe) -> None:
+        if not pipe.tasks:
+            pipe.tasks.add(self._dispatch.spawn(self._work(pipe)))
+
+    async def _work(self, pipe: Pipe) -> None:
+        call = self._dispatch.call
+        queue = pipe.queue
+        try:
+            while queue:
+                f = queue.popleft()
+                if type(f) is str:
+                    reply = await call(self, f)
+                    self._acked += 1
+                    if reply is not None:
+                        pipe.done.append(reply)  # pipe.done is a new list after each flush
+                else:
+                    assert isinstance(f, FrameError)
+                    self.messages -= 1  # it was counted, but it is no message
+                    self._stats.error(f.code)
+                    pipe.done.append(self.codec.error_reply(f.code, f.text))
+                    if f.fatal:
+                        pipe.fatal = f.code
+                        pipe.unanswered -= len(queue)
+                        queue.clear()
+                        self._closing = True
+                pipe.answered += 1
+                if not pipe.flush_due:
+                    self._flush_soon(pipe)
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                pipe.tasks.discard(task)
+            self._flush_soon(pipe)
 
     # ---- lifecycle -----------------------------------------------------------------
 

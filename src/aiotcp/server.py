@@ -36,7 +36,7 @@ from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, D
 from aiotcp.frontdoor import FrontDoorWrapper, front_door
 from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, bind_sockets
 from aiotcp.observe.stats import Stats
-from aiotcp.queued import QueuedConnection
+from aiotcp.queued import QueuedConnection, SequentialConnection
 from aiotcp.registry import Registry, default_max_connections
 from aiotcp.streams import StreamsConnection
 
@@ -62,6 +62,8 @@ def connection_class(
         KIND_QUEUED: QueuedConnection,
     }
     base = kinds[dispatch.kind]
+    if base is QueuedConnection and dispatch.concurrency == 1 and dispatch.async_batch is None:
+        base = SequentialConnection
     attrs = {
         "__slots__": (),
         "_registry": registry,
