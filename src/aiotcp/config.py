@@ -72,7 +72,7 @@ class Config:
     port: int = field(default=8888, metadata=_opt("TCP port (0 picks a free one)"))
     framing: str = field(default="line", metadata=_opt("message framing", FRAMINGS))
     app: str = field(
-        default="ack", metadata=_opt("handler: 'ack', 'echo' or 'module:attr'")
+        default="ack", metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub' or 'module:attr'")
     )
     api: str = field(
         default="handler",

@@ -136,10 +136,14 @@ class QueuedConnection(Connection):
                 self._acked += place.n
                 self._flush_soon(pipe)
         finally:
-            task = asyncio.current_task()
-            if task is not None:
-                pipe.tasks.discard(task)
-            self._flush_soon(pipe)
+            self._retire(pipe)
+
+    def _retire(self, pipe: Pipe) -> None:
+        """A worker ends: forget its task; the flush decides what happens next."""
+        task = asyncio.current_task()
+        if task is not None:
+            pipe.tasks.discard(task)
+        self._flush_soon(pipe)
 
     def _frame_error(self, pipe: Pipe, f: FrameError) -> None:
         self.messages -= 1  # it was counted, but it is no message
@@ -245,10 +249,7 @@ class SequentialConnection(QueuedConnection):
                 if not pipe.flush_due:
                     self._flush_soon(pipe)
         finally:
-            task = asyncio.current_task()
-            if task is not None:
-                pipe.tasks.discard(task)
-            self._flush_soon(pipe)
+            self._retire(pipe)
 
     # ---- lifecycle -----------------------------------------------------------------
 

@@ -113,7 +113,7 @@ class TestServer:
 
 
 @contextlib.asynccontextmanager
-async def serve_app(app: Any, **settings: Any) -> AsyncIterator[TestServer]:
+async def serve_app(app: Any, /, **settings: Any) -> AsyncIterator[TestServer]:
     """Serve ``app`` (an App or a handler) on 127.0.0.1 at a free port.
 
     ``settings`` are Config fields. On exit the server drains and stops, and the app's
@@ -129,7 +129,7 @@ async def serve_app(app: Any, **settings: Any) -> AsyncIterator[TestServer]:
         await server.shutdown()
 
 
-def run(app: Any, check: Callable[[TestServer], Awaitable[Any]], **settings: Any) -> Any:
+def run(app: Any, check: Callable[[TestServer], Awaitable[Any]], /, **settings: Any) -> Any:
     """Serve ``app``, await ``check(server)``, shut down; return what ``check`` returned.
 
     Runs on a fresh event loop (``loop="asyncio"`` or ``"uvloop"`` among ``settings``

@@ -64,7 +64,7 @@ async def serve_endpoints(
     async def readyz(_: web.Request) -> web.Response:
         if ready():
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="shutting down\n")
+        return web.Response(status=503, text="not ready\n")
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

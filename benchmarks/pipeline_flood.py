@@ -1,0 +1,137 @@
+"""A client pipelining a million lines into an async handler that sleeps 10 ms.
+
+Measures what the bounded queued path promises: the server's RSS stays near its start
+(reading pauses at --max-pipeline), and other clients' round trips stay short meanwhile.
+Then one connection pipelining 1000 messages with --handler-concurrency 16: all replies,
+in order, and how long they took.
+
+    .venv/bin/python benchmarks/pipeline_flood.py          # about 30 s, loopback only
+
+Prints one JSON object. The handlers are in benchmarks/flood_apps.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LINES = 1_000_000
+PROBE_SECONDS = 10.0
+ACK = "已收到: "
+
+
+def start(*args: str) -> tuple[subprocess.Popen[str], int]:
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aiotcp", "serve", "--port", "0", "--no-access-log", *args],
+        stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        m = re.search(r"listening on \S+:(\d+)", line)
+        if m:
+            return proc, int(m.group(1))
+    raise RuntimeError("server did not start")
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+    return 0
+
+
+async def flood(port: int, stop: asyncio.Event) -> int:
+    """Write a million lines as fast as the server lets us; never read. Bytes sent."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    payload = b"".join(b"%d\n" % i for i in range(LINES))
+    sent = 0
+    while sent < len(payload) and not stop.is_set():
+        try:
+            sent += await asyncio.wait_for(loop.sock_send(sock, payload[sent : sent + 65536]), 0.5)
+        except TimeoutError:
+            continue  # the server stopped reading from us: keep trying until told to stop
+    sock.close()
+    return sent
+
+
+async def probe(port: int) -> list[float]:
+    """Round trips of another client, one at a time, for PROBE_SECONDS."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    times: list[float] = []
+    end = time.monotonic() + PROBE_SECONDS
+    i = 0
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        writer.write(f"p{i}\n".encode())
+        line = await reader.readline()
+        times.append(time.perf_counter() - t0)
+        assert line.decode() == f"{ACK}p{i}\n"
+        i += 1
+    writer.close()
+    return times
+
+
+async def flood_run() -> dict[str, object]:
+    proc, port = start("--app", "flood_apps:sleepy", "--handler-concurrency", "1")
+    try:
+        await asyncio.sleep(0.5)
+        before = rss_kib(proc.pid)
+        stop = asyncio.Event()
+        flooder = asyncio.create_task(flood(port, stop))
+        await asyncio.sleep(1.0)
+        times = await probe(port)
+        peak = rss_kib(proc.pid)
+        stop.set()
+        sent = await flooder
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    times.sort()
+    return {
+        "flood_bytes_sent": sent,
+        "flood_bytes_total": sum(len(b"%d\n" % i) for i in range(LINES)),
+        "rss_start_kib": before,
+        "rss_during_kib": peak,
+        "rss_growth_mib": round((peak - before) / 1024, 1),
+        "probe_round_trips": len(times),
+        "probe_p50_ms": round(times[len(times) // 2] * 1000, 2),
+        "probe_p99_ms": round(times[int(len(times) * 0.99)] * 1000, 2),
+        "probe_max_ms": round(times[-1] * 1000, 2),
+    }
+
+
+async def concurrency_run() -> dict[str, object]:
+    proc, port = start("--app", "flood_apps:sleepy", "--handler-concurrency", "16")
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        t0 = time.perf_counter()
+        writer.write(b"".join(b"%d\n" % i for i in range(1000)))
+        replies = [await reader.readline() for _ in range(1000)]
+        elapsed = time.perf_counter() - t0
+        writer.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    in_order = replies == [f"{ACK}{i}\n".encode() for i in range(1000)]
+    return {"replies": len(replies), "in_order": in_order, "seconds": round(elapsed, 3),
+            "sequential_would_take_s": 10.0}
+
+
+async def main() -> None:
+    out = {"flood": await flood_run(), "concurrency_16": await concurrency_run()}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
