@@ -19,6 +19,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,16 +50,15 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def flood(port: int, stop: asyncio.Event) -> int:
+def flood(port: int, stop: threading.Event) -> int:
     """Write a million lines as fast as the server lets us; never read. Bytes sent."""
     sock = socket.create_connection(("127.0.0.1", port))
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
+    sock.settimeout(0.5)
     payload = b"".join(b"%d\n" % i for i in range(LINES))
     sent = 0
     while sent < len(payload) and not stop.is_set():
         try:
-            sent += await asyncio.wait_for(loop.sock_send(sock, payload[sent : sent + 65536]), 0.5)
+            sent += sock.send(payload[sent : sent + 65536])
         except TimeoutError:
             continue  # the server stopped reading from us: keep trying until told to stop
     sock.close()
@@ -87,8 +87,8 @@ async def flood_run() -> dict[str, object]:
     try:
         await asyncio.sleep(0.5)
         before = rss_kib(proc.pid)
-        stop = asyncio.Event()
-        flooder = asyncio.create_task(flood(port, stop))
+        stop = threading.Event()
+        flooder = asyncio.create_task(asyncio.to_thread(flood, port, stop))
         await asyncio.sleep(1.0)
         times = await probe(port)
         peak = rss_kib(proc.pid)
