@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aiotcp.config import Config
-from aiotcp.frontdoor import front_door, front_door_factory
+from aiotcp.frontdoor import front_door
 from aiotcp.frontdoor.proxyproto import encode_v1
 from aiotcp.frontdoor.tlsengine import TLSEngine
 from aiotcp.observe.stats import Stats
@@ -38,12 +38,8 @@ async def closed(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
-def test_plain_tcp_gets_the_inner_factory_itself() -> None:
-    def inner() -> asyncio.Protocol:
-        return asyncio.Protocol()
-
-    factory, gate = front_door_factory(inner, Config(), Stats())
-    assert factory is inner and gate is None
+def test_plain_tcp_gets_no_front_door() -> None:
+    """The server then listens with its own factory: plain TCP pays nothing."""
     assert front_door(Config(), Stats()) is None
 
 
@@ -148,7 +144,7 @@ async def serve_pair(certs: Certs, inner: Recorder) -> tuple[socket.socket, TLSE
     """A FrontDoor on one end of a socket pair, a handshaken client engine on the other."""
     loop = asyncio.get_running_loop()
     config = Config(**tls_settings(certs))
-    wrapper = front_door(config, Stats())  # the Server.wrap_protocol shape
+    wrapper = front_door(config, Stats())
     assert wrapper is not None
     factory = wrapper(lambda: inner)
     ours, theirs = socket.socketpair()

@@ -102,8 +102,6 @@ class Server:
         self.addresses: list[tuple[str, int]] = []
         # TLS and the PROXY protocol, made at start (None for plain TCP).
         self.front_door: FrontDoorWrapper | None = None
-        # Set before start() to wrap every connection in something of the user's own.
-        self.wrap_protocol: Callable[[ProtocolFactory], ProtocolFactory] | None = None
         self._listeners: list[asyncio.AbstractServer] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop = asyncio.Event()
@@ -182,8 +180,6 @@ class Server:
             factory = self.connection_class
         if self.front_door is not None:
             factory = self.front_door(factory)
-        if self.wrap_protocol is not None:
-            factory = self.wrap_protocol(factory)
         uvloop = type(loop).__module__.startswith("uvloop")
         accepts = LISTEN_BACKLOG if uvloop else ASYNCIO_ACCEPTS_PER_TURN
         socks = bind_sockets(self.config.host, self.config.port, self.config.reuse_port)

@@ -26,6 +26,7 @@ import redis
 
 from aiotcp.testing import Client
 from support import waiting
+from support.haproxy import haproxy_binary
 from support.ports import free_port
 from support.process import ServerProcess
 
@@ -33,7 +34,6 @@ REDIS_URL = os.environ.get("AIOTCP_TEST_REDIS", "redis://127.0.0.1:6379/0")
 START_REDIS = (
     'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
 )
-HAPROXY = "/usr/sbin/haproxy"
 METRICS_AT = re.compile(r"aiotcp metrics at http://[^:]+:(\d+)/metrics")
 # Hang guards only: every wait ends as soon as its condition holds.
 WAIT = 20.0
@@ -46,11 +46,6 @@ def require_redis(url: str = REDIS_URL) -> str:
     except redis.RedisError as e:
         pytest.fail(f"Redis is not reachable at {url} ({e}); start it with: {START_REDIS}")
     return url
-
-
-def require_haproxy() -> None:
-    if not os.path.exists(HAPROXY):
-        pytest.fail(f"{HAPROXY} is missing; install it with: apt-get install haproxy")
 
 
 def topic(name: str) -> str:
@@ -136,7 +131,7 @@ class HAProxy:
     """
 
     def __init__(self, servers: list[tuple[int, int | None]]) -> None:
-        require_haproxy()
+        binary = haproxy_binary()  # fails the test, naming the install, if missing
         self.dir = Path(tempfile.mkdtemp(prefix="aiotcp-haproxy-"))
         self.port = free_port()
         self.socket_path = str(self.dir / "admin.sock")
@@ -169,7 +164,7 @@ class HAProxy:
         self.config = "\n".join(lines) + "\n"
         (self.dir / "haproxy.cfg").write_text(self.config)
         self.proc = subprocess.Popen(
-            [HAPROXY, "-db", "-f", str(self.dir / "haproxy.cfg")],
+            [binary, "-db", "-f", str(self.dir / "haproxy.cfg")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         wait_until(lambda: os.path.exists(self.socket_path) or self.proc.poll() is not None,

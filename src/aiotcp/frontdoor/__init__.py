@@ -1,14 +1,10 @@
 """The front door: PROXY protocol v1/v2 header and TLS, before the codec sees a byte.
 
-Two equivalent entry points for the server:
-
-- ``front_door(config, stats)`` returns None when neither TLS nor the PROXY protocol is
-  on (plain TCP pays nothing), else a ``FrontDoorWrapper``: call it with the server's
-  protocol factory to get the factory to listen with (the shape of
-  ``Server.wrap_protocol``); its ``reload()`` re-reads the certificate (SIGHUP) and its
-  ``close()`` aborts handshakes in progress (shutdown).
-- ``front_door_factory(inner_factory, config, stats)`` does both steps at once and
-  returns ``(factory, gate)``; ``factory`` is ``inner_factory`` itself for plain TCP.
+``front_door(config, stats)``, called by the server at startup, returns None when
+neither TLS nor the PROXY protocol is on (plain TCP pays nothing), else a
+``FrontDoorWrapper``: called with the server's protocol factory it gives the factory to
+listen with; its ``reload()`` re-reads the certificate (SIGHUP) and its ``close()``
+aborts handshakes in progress (shutdown).
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ __all__ = [
     "Gate",
     "TLSSetupError",
     "front_door",
-    "front_door_factory",
 ]
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
@@ -67,15 +62,3 @@ def front_door(config: Config, stats: Stats) -> FrontDoorWrapper | None:
         return None
     return FrontDoorWrapper(config, stats)
 
-
-def front_door_factory(
-    inner_factory: ProtocolFactory, config: Config, stats: Stats
-) -> tuple[ProtocolFactory, Gate | None]:
-    """The protocol factory to listen with, and the Gate behind it (None for plain TCP).
-
-    Raises TLSSetupError if the certificate, key or CA cannot be loaded.
-    """
-    wrapper = front_door(config, stats)
-    if wrapper is None:
-        return inner_factory, None
-    return wrapper(inner_factory), wrapper.gate

@@ -43,7 +43,7 @@ class FrontDoor(asyncio.Protocol, asyncio.Transport):
         "_transport",
     )
 
-    _gate: Gate  # per server: a class attribute of the subclass front_door_factory makes
+    _gate: Gate  # per server: a class attribute of the subclass FrontDoorWrapper makes
 
     def __init__(self) -> None:
         self._transport: Any = None
