@@ -29,22 +29,22 @@ from support import waiting
 from support.haproxy import haproxy_binary
 from support.ports import free_port
 from support.process import ServerProcess
+from support.services import SERVICES, service_url
 
-REDIS_URL = os.environ.get("AIOTCP_TEST_REDIS", "redis://127.0.0.1:6379/0")
-START_REDIS = (
-    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
-)
 METRICS_AT = re.compile(r"aiotcp metrics at http://[^:]+:(\d+)/metrics")
 # Hang guards only: every wait ends as soon as its condition holds.
 WAIT = 20.0
 
 
-def require_redis(url: str = REDIS_URL) -> str:
-    """``url`` if Redis answers there; else fail the test saying how to start it."""
+def require_redis() -> str:
+    """The shared Redis's URL (``service_url``) once it answers PING; else fail the test
+    saying how to start it."""
+    url = service_url("redis")
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as e:
-        pytest.fail(f"Redis is not reachable at {url} ({e}); start it with: {START_REDIS}")
+        start = SERVICES["redis"][2]
+        pytest.fail(f"Redis is not reachable at {url} ({e}); start it with: {start}")
     return url
 
 
