@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from typing import cast
 
-from aiotcp.bench.baselines.entry import PREFIX, announce, parse_args
+from aiotcp.bench.baselines.entry import (
+    PREFIX,
+    announce,
+    parse_args,
+    until_signalled,
+)
 
 _SEP = b"\n" + PREFIX
 
@@ -48,20 +52,6 @@ async def serve(host: str, port: int, backlog: int) -> None:
     announce(server.sockets[0].getsockname())
     await until_signalled()
     server.close()
-
-
-async def until_signalled() -> None:
-    """Return once SIGTERM or SIGINT arrives (loop signal handlers work on asyncio and uvloop)."""
-    loop = asyncio.get_running_loop()
-    stop: asyncio.Future[None] = loop.create_future()
-
-    def on_signal() -> None:
-        if not stop.done():
-            stop.set_result(None)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal)
-    await stop
 
 
 def main(use_uvloop: bool = False) -> None:

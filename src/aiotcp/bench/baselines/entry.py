@@ -6,9 +6,13 @@ Kept apart from the servers so each baseline file shows only its serving style.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any
 
 #: The reply prefix every baseline uses (the article's).
 PREFIX = "已收到: ".encode()
@@ -35,3 +39,34 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
 def exit_on_sigterm() -> None:
     """Make SIGTERM raise ``SystemExit(0)`` in the main thread (clean exit, status 0)."""
     signal.signal(signal.SIGTERM, _raise_exit)
+
+
+async def until_signalled() -> None:
+    """Return once SIGTERM or SIGINT arrives (loop signal handlers work on asyncio and uvloop).
+
+    The loop's own handlers wake it through its self-pipe: a ``signal.signal`` handler
+    that lands just before the loop blocks in epoll would wait for the next event.
+    """
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    await stop
+
+
+def run_until_signalled(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """``asyncio.run(main())`` until SIGTERM or SIGINT, which cancel it; then return."""
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(main())
+        await until_signalled()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(serve())

@@ -3,9 +3,8 @@
 # mypy: disable-error-code="no-untyped-def,no-untyped-call"
 # fmt: off
 import asyncio
-import sys
 
-from aiotcp.bench.baselines.entry import announce, exit_on_sigterm, parse_args
+from aiotcp.bench.baselines.entry import announce, parse_args, run_until_signalled
 
 ARGS = parse_args("aiotcp.bench.baselines.seed_noprint")
 
@@ -31,8 +30,4 @@ async def main():
         await server.serve_forever()
 
 
-exit_on_sigterm()
-try:
-    asyncio.run(main())
-except KeyboardInterrupt:
-    sys.exit(0)
+run_until_signalled(main)  # asyncio.run(main()), ended by SIGTERM/SIGINT

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from aiotcp.bench.baselines.asyncio_protocol import until_signalled
-from aiotcp.bench.baselines.entry import PREFIX, announce, parse_args
+from aiotcp.bench.baselines.entry import PREFIX, announce, parse_args, until_signalled
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
