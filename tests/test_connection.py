@@ -137,11 +137,11 @@ def test_pause_writing_pauses_reading_once_and_resume_once() -> None:
     conn.pause_writing()
     conn.pause_writing()  # idempotent: asyncio may call it again
     assert (t.pauses, t.reading) == (1, False)
-    assert conn.paused_since is not None
+    assert conn.reading_paused
     conn.resume_writing()
     conn.resume_writing()
     assert (t.resumes, t.reading) == (1, True)
-    assert conn.paused_since is None
+    assert not conn.reading_paused
     conn.resume_writing()  # a resume without a pause does nothing
     assert t.resumes == 1
     conn.pause_writing()
@@ -199,7 +199,7 @@ def test_idle_deadline_counts_complete_messages_only(clock: FakeClock) -> None:
 
 
 def test_idle_deadline_moves_with_every_message(clock: FakeClock) -> None:
-    server, conn, t = connect(clock=clock, idle_timeout=IDLE)
+    server, conn, t = connect(clock=clock, idle_timeout=IDLE, write_timeout=0)
     step = server.registry.interval
     for i in range(5):
         sweep(server, clock, IDLE)
@@ -211,28 +211,38 @@ def test_idle_deadline_moves_with_every_message(clock: FakeClock) -> None:
     assert t.closing and t.lines()[-1].startswith("ERR idle-timeout ")
 
 
-def test_write_deadline_counts_from_the_pause_and_aborts(clock: FakeClock) -> None:
+def test_write_deadline_counts_from_unflushed_output_and_aborts(clock: FakeClock) -> None:
     server, conn, t = connect(clock=clock, write_timeout=WRITE, idle_timeout=0)
     step = server.registry.interval
     sweep(server, clock, 3)
-    conn.pause_writing()
-    sweep(server, clock, 3)
-    conn.pause_writing()  # a second pause does not restart the write timeout
-    assert conn.paused_since == clock.now - 3
-    sweep(server, clock, WRITE - 3)
+    conn.data_received(b"a\n")  # a reply the client does not take
+    sweep(server, clock, 3)  # the sweep sees it unflushed: the write clock starts
+    sweep(server, clock, WRITE)
     assert not t.closing
     sweep(server, clock, step)
-    assert t.aborted and t.writes == []  # a client not reading is not written to
+    assert t.aborted and t.buffer == b""  # a client not reading is not written to
     assert server.stats.errors == {"write-timeout": 1}
 
 
-def test_resuming_before_the_write_deadline_cancels_it(clock: FakeClock) -> None:
+def test_taking_the_output_before_the_write_deadline_cancels_it(clock: FakeClock) -> None:
     server, conn, t = connect(clock=clock, write_timeout=WRITE, idle_timeout=0)
-    conn.pause_writing()
+    conn.data_received(b"a\n")
     sweep(server, clock, WRITE)
-    conn.resume_writing()
+    t.peer_reads()
     sweep(server, clock, 100 * WRITE)
     assert not t.closing
+
+
+def test_a_zero_window_client_below_the_high_water_mark_loses_its_slot(clock: FakeClock) -> None:
+    """The idle close waits for a flush that never comes; the write clock ends it."""
+    server, conn, t = connect(clock=clock, write_timeout=WRITE, idle_timeout=IDLE)
+    step = server.registry.interval
+    conn.data_received(b"a\n")  # a few bytes the client never takes
+    sweep(server, clock, IDLE + step)
+    assert t.closing and not t.aborted and conn.close_reason == "idle-timeout"
+    sweep(server, clock, WRITE + step)
+    assert t.aborted
+    assert server.stats.errors == {"idle-timeout": 1, "write-timeout": 1}
 
 
 # ---- limits, timeouts, shutdown ------------------------------------------------------------

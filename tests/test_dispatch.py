@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
 
 import aiotcp
+from aiotcp.codecs import LineCodec
 from aiotcp.config import Config
 from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, Dispatch, kind_of
 from aiotcp.observe.snapshots import ENV_TIMED
@@ -60,6 +62,12 @@ def test_worker_environment_asks_for_timing_only_with_metrics() -> None:
     assert worker_environment(Config(metrics_port=9100), {}, "/tmp/x", 1, 0)[ENV_TIMED] == "1"
 
 
+class FakeConn:
+    """What dispatch needs of a connection: its codec (for the protocol's error replies)."""
+
+    codec = LineCodec(64)
+
+
 def test_call_turns_timeouts_and_errors_into_err_replies() -> None:
     async def slow(message: str, conn: Any) -> str:
         await asyncio.sleep(10)
@@ -71,15 +79,62 @@ def test_call_turns_timeouts_and_errors_into_err_replies() -> None:
     async def wrong(message: str, conn: Any) -> Any:
         return 42
 
-    async def main() -> list[str | None]:
+    async def main() -> list[Any]:
         stats = Stats()
         out = []
         for h in (slow, boom, wrong):
             d = Dispatch(h, Config(handler_timeout=0.01), stats)
-            out.append(await d.call(None, "m"))
-        assert stats.errors == {"timeout": 1, "internal": 2}
+            out.append(await d.call(FakeConn(), "m"))
+        assert stats.errors == {"timeout": 1, "internal": 1}
         return out
 
     replies = asyncio.run(main())
     assert replies[0] == "ERR timeout handler took over 0.01s"
-    assert replies[1] == replies[2] == "ERR internal handler failed"
+    assert replies[1] == "ERR internal handler failed"
+    assert replies[2] == 42  # a reply the protocol cannot carry is caught when encoded
+
+
+async def raises_own_timeout(message: str, conn: Any) -> str:
+    raise TimeoutError("the driver's own timeout")
+
+
+@aiotcp.blocking
+def blocking_raises_socket_timeout(message: str, conn: Any) -> str:
+    raise socket.timeout("timed out")
+
+
+class AsyncBatchRaisesTimeout(WithBatch):
+    async def batch(self, messages: list[str], conn: Any) -> list[str]:  # type: ignore[override]
+        raise TimeoutError("the driver's own timeout")
+
+
+@pytest.mark.parametrize("handler_timeout", [0.0, 30.0])
+@pytest.mark.parametrize("metrics_port", [0, 9100])
+@pytest.mark.parametrize(
+    "handler", [raises_own_timeout, blocking_raises_socket_timeout, AsyncBatchRaisesTimeout()],
+    ids=["async", "blocking", "async-batch"],
+)
+def test_a_handlers_own_timeout_error_is_the_handler_failing(
+    handler: Any, handler_timeout: float, metrics_port: int
+) -> None:
+    """Only the server's own deadline answers ERR timeout; a TimeoutError the handler
+    raised (with the timeout off or not yet due, timed or not) is ERR internal, and the
+    call returns a reply: it never escapes into the worker."""
+
+    async def main() -> tuple[list[Any], dict[str, int]]:
+        stats = Stats()
+        d = Dispatch(handler, Config(handler_timeout=handler_timeout,
+                                     metrics_port=metrics_port), stats)
+        d.start(asyncio.TaskGroup())
+        try:
+            if d.async_batch is not None:
+                replies = await d.call_batch(FakeConn(), ["a", "b"])
+            else:
+                replies = [await d.call(FakeConn(), "a")]
+        finally:
+            d.stop()
+        return replies, stats.errors
+
+    replies, errors = asyncio.run(main())
+    assert set(replies) == {"ERR internal handler failed"}
+    assert errors == {"internal": 1}

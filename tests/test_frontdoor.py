@@ -15,6 +15,7 @@ from aiotcp.frontdoor import front_door
 from aiotcp.frontdoor.proxyproto import encode_v1
 from aiotcp.frontdoor.tlsengine import TLSEngine
 from aiotcp.observe.stats import Stats
+from aiotcp.registry import Registry
 from aiotcp.server import Server
 from support.certs import Certs
 
@@ -38,9 +39,14 @@ async def closed(reader: asyncio.StreamReader) -> bytes:
         return b""
 
 
+def registry(config: Config) -> Registry:
+    """The admission a front door holds handshake places in (the server's registry)."""
+    return Registry(config, Stats(), max_connections=100)
+
+
 def test_plain_tcp_gets_no_front_door() -> None:
     """The server then listens with its own factory: plain TCP pays nothing."""
-    assert front_door(Config(), Stats()) is None
+    assert front_door(Config(), Stats(), registry(Config())) is None
 
 
 def test_tls_counters(run_server: Any, certs: Certs) -> None:
@@ -144,7 +150,7 @@ async def serve_pair(certs: Certs, inner: Recorder) -> tuple[socket.socket, TLSE
     """A FrontDoor on one end of a socket pair, a handshaken client engine on the other."""
     loop = asyncio.get_running_loop()
     config = Config(**tls_settings(certs))
-    wrapper = front_door(config, Stats())
+    wrapper = front_door(config, Stats(), registry(config))
     assert wrapper is not None
     factory = wrapper(lambda: inner)
     ours, theirs = socket.socketpair()
@@ -243,8 +249,8 @@ def test_corrupt_record_closes_the_connection(loop: str, certs: Certs) -> None:
 def test_trust_matches_cidrs_and_mapped_ipv4() -> None:
     from aiotcp.frontdoor.gate import Gate
 
-    gate = Gate(asyncio.Protocol, Config(proxy_protocol=True,
-                                         proxy_trusted="10.0.0.0/8, ::1/128"), Stats())
+    config = Config(proxy_protocol=True, proxy_trusted="10.0.0.0/8, ::1/128")
+    gate = Gate(asyncio.Protocol, config, Stats(), registry(config))
     assert gate.trusts(("10.1.2.3", 5))
     assert gate.trusts(("::ffff:10.1.2.3", 5, 0, 0))
     assert gate.trusts(("::1", 5, 0, 0))
@@ -275,7 +281,8 @@ def test_rejections_are_logged_rate_limited(caplog: pytest.LogCaptureFixture) ->
     from aiotcp.frontdoor.gate import REJECTIONS_LOGGED_PER_INTERVAL, Gate
 
     stats = Stats()
-    gate = Gate(asyncio.Protocol, Config(proxy_protocol=True), stats)
+    gate = Gate(asyncio.Protocol, Config(proxy_protocol=True), stats,
+                registry(Config(proxy_protocol=True)))
     with caplog.at_level("WARNING", logger="aiotcp"):
         for i in range(50):
             gate.rejected(("192.0.2.1", i), "bad-signature", "not a PROXY header")

@@ -47,16 +47,17 @@ def test_topic_names_are_1_to_200_bytes_of_printable_utf8_without_spaces() -> No
 
 
 class FakeSubscriber:
-    """Accepts ``room`` frames, then refuses like a connection over its push backlog."""
+    """Accepts ``room`` sends, then refuses like a connection over its push backlog;
+    ``got`` holds each send's frames, joined by newlines as they go out."""
 
     def __init__(self, room: int = 1_000_000) -> None:
         self.room = room
         self.got: list[str] = []
 
-    def send(self, text: str) -> bool:
+    def send(self, *frames: str) -> bool:
         if len(self.got) >= self.room:
             return False
-        self.got.append(text)
+        self.got.append("\n".join(frames))
         return True
 
 

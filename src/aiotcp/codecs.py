@@ -92,12 +92,19 @@ class Codec(Protocol):
 
 
 class LineCodec:
-    """UTF-8 lines ending in ``\\n``; a trailing ``\\r`` is stripped. Replies end in ``\\n``."""
+    """UTF-8 lines ending in ``\\n``; a trailing ``\\r`` is stripped. Replies end in ``\\n``.
+
+    A reply holding a line break would be read as several replies: :meth:`encode`
+    refuses it (ValueError), and the connection answers that message with the internal
+    error instead, so the client never loses its place in the reply order.
+    """
 
     __slots__ = ("_buf", "max_frame", "clean", "_dead")
 
     def __init__(self, max_frame: int) -> None:
-        self._buf = b""
+        # A partial line waits here; a bytearray, so a long line trickled in small reads
+        # is appended to, never copied whole per read.
+        self._buf = bytearray()
         self.max_frame = max_frame
         self.clean = True
         self._dead = False
@@ -117,24 +124,24 @@ class LineCodec:
                 lines = [s[:-1] if s.endswith("\r") else s for s in lines]
             self.clean = True
             return lines  # type: ignore[return-value]
+        self.clean = True
         if self._dead:
-            self.clean = True
             return []
+        buf = self._buf
         end = data.rfind(b"\n")
         if end < 0:
             # No frame ends here: buffer, unless the partial frame is already too long.
-            buf = self._buf + data if self._buf else data
-            if len(buf) > self.max_frame + 1:  # + 1: room for the "\r" of "\r\n"
+            if len(buf) + len(data) > self.max_frame + 1:  # + 1: room for the "\r" of "\r\n"
                 return self._fail([])
-            self._buf = buf
-            self.clean = True
+            buf += data
             return []
-        if self._buf:
-            head = self._buf + data[: end + 1]
+        if buf:
+            buf += data[: end + 1]
+            head: bytes = bytes(buf)
         else:
             head = data[: end + 1] if end + 1 < len(data) else data
         rest = data[end + 1 :]
-        self._buf = rest
+        self._buf = bytearray(rest)
         # A complete chunk no longer than limit + "\n" cannot hold a frame over the limit.
         if len(head) <= self.max_frame + 1:
             try:
@@ -146,9 +153,7 @@ class LineCodec:
             if "\r" in text:
                 lines = [s[:-1] if s.endswith("\r") else s for s in lines]
             if len(rest) > self.max_frame + 1:
-                self.clean = False
                 return self._fail(lines)  # type: ignore[arg-type]
-            self.clean = True
             return lines  # type: ignore[return-value]
         return self._slow(head, rest)
 
@@ -168,33 +173,27 @@ class LineCodec:
         return self._prefix_frames_general(data, prefix)
 
     def _prefix_frames_general(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
-        if self._buf:
-            data = self._buf + data
         end = data.rfind(b"\n") + 1
-        if end == len(data):
-            head, rest = data, b""
-        else:
-            head, rest = data[:end], data[end:]
-        # Frames with "\r", frames that may be too long, or bytes that may not be
-        # UTF-8 take the general path, which has an answer for each.
-        if (
-            not end
-            or self._dead
-            or len(head) > self.max_frame + 1
-            or len(rest) > self.max_frame + 1
-            or b"\r" in head
-        ):
+        # No frame ends here (feed buffers it, without copying what is buffered), frames
+        # with "\r", frames that may be too long, or bytes that may not be UTF-8 take the
+        # general path, which has an answer for each.
+        if not end or self._dead:
+            return None
+        buf = self._buf
+        head = bytes(buf) + data[:end] if buf else data[:end]
+        rest = data[end:]
+        if len(head) > self.max_frame + 1 or len(rest) > self.max_frame + 1 or b"\r" in head:
             return None
         if not head.isascii():
             try:
                 head.decode()
             except UnicodeDecodeError:
                 return None
-        self._buf = rest
+        self._buf = bytearray(rest)
         return prefix + head[:-1].replace(b"\n", b"\n" + prefix) + b"\n", head.count(b"\n")
 
     def _slow(self, head: bytes, rest: bytes) -> list[Frame]:
-        """Frame by frame: some frame is invalid UTF-8 or over the limit."""
+        """Frame by frame: some frame may be invalid UTF-8 or over the limit."""
         out: list[Frame] = []
         parts = head.split(b"\n")
         parts.pop()
@@ -207,20 +206,24 @@ class LineCodec:
                 out.append(raw.decode())
             except UnicodeDecodeError:
                 out.append(INVALID_UTF8)
-        self.clean = False
+                self.clean = False
         if len(rest) > self.max_frame + 1:
             return self._fail(out)
         return out
 
     def _fail(self, out: list[Frame]) -> list[Frame]:
         self._dead = True
-        self._buf = b""
+        self._buf = bytearray()
         self.clean = False
         out.append(too_long(self.max_frame))
         return out
 
     def encode(self, replies: list[str]) -> bytes:
-        return "\n".join(replies).encode() + b"\n"
+        """Raises ValueError if a reply holds a line break, TypeError if one is not a str."""
+        out = "\n".join(replies).encode() + b"\n"
+        if out.count(b"\n") != len(replies):
+            raise ValueError("a reply holds a line break")
+        return out
 
     def error_reply(self, code: str, text: str) -> str:
         return error_text(code, text)

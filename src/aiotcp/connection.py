@@ -13,26 +13,31 @@ a setting that is fixed for the server:
 Each read is one codec feed, the handler calls, one encode and one ``transport.write``:
 no Task, coroutine, timer or log line per message. A read whose frames are not all
 valid takes ``_mixed``, which answers each frame in order. ``data_received`` never
-raises: every failure becomes an ``ERR`` reply.
+raises: every failure becomes an error reply.
+
+Every kind goes through one lifecycle (``aiotcp.lifecycle``): half-close, ``close()``,
+shutdown, timeouts and a lost client are written once, there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any
 
 from aiotcp.codecs import Codec, Frame, FrameError
 from aiotcp.dispatch import Dispatch
+from aiotcp.lifecycle import CLOSED, CLOSING, EOF, HANDLER, OPEN, Lifecycle
 from aiotcp.observe.stats import Stats
-from aiotcp.registry import Registry
+from aiotcp.registry import WRITE_HIGH_WATER, WRITE_LOW_WATER, Registry
 
-# Output buffer marks, per connection. Above HIGH the client is not keeping up: stop
-# reading from it (so it cannot make us buffer more) until it drains below LOW. asyncio
-# uses 64 KiB as its default high-water mark; so do we.
-WRITE_HIGH_WATER = 64 * 1024
-WRITE_LOW_WATER = 16 * 1024
+__all__ = ["Connection", "WRITE_HIGH_WATER", "WRITE_LOW_WATER"]
+
+# Why reading is paused: a bit each, so that one reason ending does not resume reading
+# while another still holds it.
+HOLD_WRITE = 1  # the client is not reading its replies (output above the high-water mark)
+HOLD_PIPELINE = 2  # max_pipeline messages unanswered (queued kinds)
 
 # conn.send() (messages the server pushes, e.g. pub/sub) refuses to queue more than this
 # for a client that is not reading: Redis's client-output-buffer-limit for pub/sub
@@ -43,7 +48,7 @@ PUSH_BACKLOG_LIMIT = 1024 * 1024
 class Extra:
     """Per-connection data most connections never need, made on first use."""
 
-    __slots__ = ("ip", "state", "closers", "listening")
+    __slots__ = ("ip", "state", "closers", "listening", "peer_eof")
 
     def __init__(self) -> None:
         self.ip: str | None = None
@@ -51,9 +56,10 @@ class Extra:
         # Called once from connection_lost (see on_close).
         self.closers: list[Callable[[Connection], None]] | None = None
         self.listening = False
+        self.peer_eof = False  # the client half-closed while the connection was closing
 
 
-class Connection(asyncio.Protocol):
+class Connection(Lifecycle, asyncio.Protocol):
     """The server side of one client connection; also what handlers receive as ``conn``.
 
     Public to handlers: ``peer`` (the client's address), ``state`` (a dict for the
@@ -65,11 +71,11 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_transport",
         "_codec",
-        "_closing",
+        "_state",
+        "_holds",
         "_extra",
         "last_message",
         "opened",
-        "paused_since",
         "slot",
         "messages",
         "bytes_in",
@@ -88,12 +94,12 @@ class Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self._transport: Any = None
         self._codec: Codec | None = None  # made on the first read: holding costs no codec
-        self._closing = False
+        self._state = OPEN  # see aiotcp.lifecycle
+        self._holds = 0  # HOLD_* bits: why reading is paused
         self._extra: Extra | None = None
         # A coarse clock reading shared with the registry: no float is made per read.
         self.last_message: float = self._registry.clock
         self.opened: float = 0.0
-        self.paused_since: float | None = None
         self.slot = -1  # index in the registry while registered
         self.messages = 0  # frames received that were messages (not frame errors)
         self.bytes_in = 0
@@ -159,15 +165,20 @@ class Connection(asyncio.Protocol):
         return codec
 
     def close(self) -> None:
-        """Close after the replies of this read (this message's included) are sent.
+        """Close after this message's reply and those before it are sent.
 
-        Later messages of the same read are not handled.
+        No message after this one is started; the connection closes once nothing is in
+        flight. Safe to call from a ``@blocking`` handler's thread (it is handed to the
+        loop); the other methods of ``conn`` belong to the event loop's thread.
         """
-        if self._closing or self._transport is None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a @blocking handler's thread: the loop closes it, in order
+            self._dispatch.call_in_loop(self.close)
             return
-        self._closing = True
-        self.close_reason = "handler"
-        asyncio.get_running_loop().call_soon(self._close_transport)
+        if self._transport is not None and self._begin_close(HANDLER):
+            self._drop()
+            asyncio.get_running_loop().call_soon(self._settle)
 
     def on_close(self, fn: Callable[[Connection], None]) -> None:
         """Call ``fn(conn)`` once when this connection is lost.
@@ -181,20 +192,28 @@ class Connection(asyncio.Protocol):
             extra.closers = []
         extra.closers.append(fn)
 
-    def send(self, text: str) -> bool:
-        """Push one frame to the client outside the reply order (e.g. a pub/sub message).
+    def send(self, *frames: Any) -> bool:
+        """Push frames to the client outside the reply order (e.g. pub/sub messages), in
+        one write.
 
         Returns False, sending nothing, if the connection is closing or already holds
-        PUSH_BACKLOG_LIMIT bytes the client has not read.
+        PUSH_BACKLOG_LIMIT bytes the client has not read. A frame the protocol cannot
+        carry (a line break under line framing) is left out, logged and counted as
+        internal: the client never reads a frame that is not one.
         """
         t = self._transport
-        if self._closing or t is None or t.is_closing():
+        if self._state != OPEN or t is None or t.is_closing():
             return False
         if t.get_write_buffer_size() > PUSH_BACKLOG_LIMIT:
             return False
-        out = self.codec.encode([text])
-        self.bytes_out += len(out)
-        t.write(out)
+        codec = self.codec
+        try:
+            out = codec.encode(list(frames))
+        except (TypeError, ValueError, AttributeError):
+            out = self._encode_each(codec, frames, replace=False)
+        if out:
+            self.bytes_out += len(out)
+            t.write(out)
         return True
 
     # ---- asyncio.Protocol --------------------------------------------------------
@@ -210,9 +229,10 @@ class Connection(asyncio.Protocol):
         refusal = registry.admit(self, ip)
         if refusal is not None:
             code, text = refusal
-            self._closing = True
-            self.close_reason = code
-            transport.write(self._encode_error(code, text))  # type: ignore[attr-defined]
+            if self._extra is not None:
+                self._extra.ip = None  # not counted against the per-IP cap
+            self._enter(CLOSING, code)
+            transport.write(self._error_bytes(code, text))  # type: ignore[attr-defined]
             transport.close()
             return
         transport.set_write_buffer_limits(  # type: ignore[attr-defined]
@@ -220,16 +240,15 @@ class Connection(asyncio.Protocol):
         )
 
     def eof_received(self) -> bool:
-        """Half-close: every complete message is answered already; close after the replies."""
-        if not self._closing:
-            self._closing = True
-            self.close_reason = "eof"
-        self._close_transport()
+        """Half-close: every complete message is answered, then the connection closes."""
+        if self._state != OPEN:
+            return self._client_eof()
+        self._begin_close(EOF)
+        self._settle()
         return True  # keep the write side open until our replies are out
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and self.close_reason in ("closed", "eof"):
-            self.close_reason = "reset"
+        self._lost(exc)
         extra = self._extra
         if extra is not None and extra.closers:
             closers, extra.closers = extra.closers, None
@@ -242,21 +261,55 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The client is not reading its replies: stop reading its requests.
-        if self.paused_since is None and self._transport is not None:
-            self.paused_since = self._registry.clock
-            if not self._transport.is_closing():
-                self._transport.pause_reading()
+        self._hold(HOLD_WRITE)
 
     def resume_writing(self) -> None:
-        if self.paused_since is not None:
-            self.paused_since = None
-            t = self._transport
-            if t is not None and not t.is_closing() and not self._reading_held():
-                t.resume_reading()
+        self._release(HOLD_WRITE)
 
-    def _reading_held(self) -> bool:
-        """True while something besides the output buffer keeps reading paused."""
-        return False
+    def _hold(self, bit: int) -> None:
+        """Pause reading for the reason ``bit`` (idempotent per reason)."""
+        holds = self._holds
+        if holds & bit:
+            return
+        self._holds = holds | bit
+        t = self._transport
+        if not holds and t is not None and not t.is_closing():
+            t.pause_reading()
+
+    def _release(self, bit: int) -> None:
+        """The reason ``bit`` is over: resume reading if no other reason holds it."""
+        holds = self._holds
+        if not holds & bit:
+            return
+        self._holds = holds & ~bit
+        t = self._transport
+        if holds == bit and t is not None and not t.is_closing():
+            t.resume_reading()
+
+    @property
+    def reading_paused(self) -> bool:
+        return bool(self._holds)
+
+    def output_pending(self) -> int:
+        t = self._transport
+        return t.get_write_buffer_size() if t is not None and self._state != CLOSED else 0
+
+    # ---- lifecycle hooks (aiotcp.lifecycle) ------------------------------------------
+
+    def _error_bytes(self, code: str, text: str) -> bytes:
+        self._stats.error(code)
+        codec = self.codec
+        reply = codec.error_reply(code, text)
+        return codec.encode([reply]) if reply is not None else b""
+
+    def _count_out(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+
+    def _peer_eof_seen(self) -> None:
+        self._extra_data().peer_eof = True
+
+    def _peer_has_eofed(self) -> bool:
+        return self._extra is not None and self._extra.peer_eof
 
     # ---- replies -----------------------------------------------------------------
 
@@ -272,7 +325,7 @@ class Connection(asyncio.Protocol):
         try:
             for m in frames:
                 append(handle(m, self))
-                if self._closing:
+                if self._state:
                     break
         except Exception as e:
             self._recover(frames, replies, e)
@@ -280,36 +333,46 @@ class Connection(asyncio.Protocol):
         return replies
 
     def _recover(self, frames: list[str], replies: list[Any], exc: Exception) -> None:
-        """The handler raised on ``frames[len(replies)]``: ERR internal, then go on."""
+        """The handler raised on ``frames[len(replies)]``: its error reply, then go on."""
         dispatch = self._dispatch
         handle = self._handle
-        replies.append(dispatch.internal_error(exc))
+        codec = self.codec
+        replies.append(dispatch.internal_error(exc, codec))
         for m in frames[len(replies) :]:
-            if self._closing:
+            if self._state:
                 return
             try:
                 replies.append(handle(m, self))
             except Exception as e:
-                replies.append(dispatch.internal_error(e))
+                replies.append(dispatch.internal_error(e, codec))
 
     def _write_replies(self, codec: Codec, replies: list[Any]) -> None:
         """Encode and write ``replies`` in one write; None means no reply."""
         try:
             out = codec.encode(replies) if replies else b""
-        except (TypeError, AttributeError):  # a None (no reply) or a non-str reply
-            strings = self._strings(replies)
-            out = codec.encode(strings) if strings else b""
+        except (TypeError, ValueError, AttributeError):  # a None, or a reply it cannot carry
+            out = self._encode_each(codec, replies)
         if out:
             self.bytes_out += len(out)
             self._transport.write(out)
 
-    def _strings(self, replies: list[Any]) -> list[str]:
-        out: list[str] = []
+    def _encode_each(
+        self, codec: Codec, replies: Sequence[Any], replace: bool = True
+    ) -> bytes:
+        """Encode reply by reply: None is no reply; a reply the protocol cannot carry (not
+        a str, a line break under line framing) is logged and counted, and becomes the
+        internal error (``replace``: a reply keeps its place in the order) or nothing."""
+        chunks: list[bytes] = []
         for r in replies:
             if r is None:
                 continue
-            out.append(r if type(r) is str else self._dispatch.not_a_reply(r))
-        return out
+            try:
+                chunks.append(codec.encode([r]))
+            except (TypeError, ValueError, AttributeError) as e:
+                error = self._dispatch.bad_reply(r, e, codec)
+                if replace and error is not None:
+                    chunks.append(codec.encode([error]))
+        return b"".join(chunks)
 
     def _answer(self, codec: Codec, frames: list[Frame]) -> None:
         """Answer the frames of one read, one call per message (InlineConnection has
@@ -325,9 +388,9 @@ class Connection(asyncio.Protocol):
         replies: list[Any] = []
         fatal: FrameError | None = None
         for f in frames:
-            if type(f) is str:
-                replies.extend(self._handle_each([f]))
-                if self._closing:
+            if type(f) is not FrameError:
+                replies.extend(self._handle_each([f]))  # type: ignore[list-item]
+                if self._state:
                     break
             else:
                 assert isinstance(f, FrameError)
@@ -338,80 +401,15 @@ class Connection(asyncio.Protocol):
                     break
         self._write_replies(codec, replies)
         if fatal is not None:
-            self._closing = True
-            self.close_reason = fatal.code
-            self._transport.close()
-
-    def _encode_error(self, code: str, text: str) -> bytes:
-        self._stats.error(code)
-        codec = self.codec
-        return codec.encode([codec.error_reply(code, text)])
+            # The replies before it and its own error reply are written: close.
+            if self._begin_close(fatal.code):
+                self._settle()
 
     def _extra_data(self) -> Extra:
         extra = self._extra
         if extra is None:
             extra = self._extra = Extra()
         return extra
-
-    def _close_transport(self) -> None:
-        t = self._transport
-        if t is not None and not t.is_closing():
-            t.close()
-
-    # ---- called by the registry and the server -------------------------------------
-
-    def shut_down(self) -> None:
-        """Graceful stop: ``ERR shutdown`` after the replies already written, half-close."""
-        if self._closing or self._transport is None:
-            return
-        self._closing = True
-        self.close_reason = "shutdown"
-        if not self._transport.is_closing():
-            self._end_with_shutdown(eof=False)
-
-    def _end_with_shutdown(self, eof: bool) -> None:
-        """ERR shutdown, then half-close: FIN after the replies; close at the client's EOF
-        (or when the server's drain deadline aborts what is left).
-
-        Reading goes on meanwhile (input is dropped once closing): closing a socket with
-        unread input makes the kernel send RST, which can destroy the replies and the
-        ERR line still on their way to the client.
-        """
-        t = self._transport
-        t.write(self._encode_error("shutdown", "server is shutting down"))
-        if eof or not t.can_write_eof():
-            t.close()
-            return
-        try:
-            t.write_eof()
-        except OSError:  # the client is already gone (asyncio raises, uvloop does not)
-            t.abort()
-
-    def end_linger(self) -> None:
-        """Shutdown: stop waiting for the client's EOF after ERR shutdown; close."""
-        if self.close_reason == "shutdown" and not self.busy:
-            self._close_transport()
-
-    def expire(self, code: str, text: str) -> None:
-        """Close for a timeout (idle, write): tell the client why if it can still hear."""
-        t = self._transport
-        if t is None or t.is_closing():
-            return
-        self._closing = True
-        self.close_reason = code
-        if code == "write-timeout":
-            # The client is not reading: more bytes would only queue. Drop it.
-            self._stats.error(code)
-            t.abort()
-            return
-        t.write(self._encode_error(code, text))
-        t.close()
-
-    def abort(self) -> None:
-        if self._transport is not None:
-            self._closing = True
-            self.close_reason = "aborted"
-            self._transport.abort()
 
 
 class InlineConnection(Connection):
@@ -420,7 +418,7 @@ class InlineConnection(Connection):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._state:
             return
         self.bytes_in += len(data)
         codec = self._codec
@@ -441,18 +439,17 @@ class InlineConnection(Connection):
         try:
             for m in frames:
                 append(handle(m, self))
-                if self._closing:
+                if self._state:
                     break
         except Exception as e:
             self._recover(frames, replies, e)  # type: ignore[arg-type]
         self.messages += len(replies)
         try:
             out = codec.encode(replies)
-        except (TypeError, AttributeError):  # a None (no reply) or a non-str reply
-            strings = self._strings(replies)
-            if not strings:
+        except (TypeError, ValueError, AttributeError):  # a None, or a reply it cannot carry
+            out = self._encode_each(codec, replies)
+            if not out:
                 return
-            out = codec.encode(strings)
         self.bytes_out += len(out)
         self._transport.write(out)
 
@@ -463,7 +460,7 @@ class BatchConnection(Connection):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._state:
             return
         self.bytes_in += len(data)
         codec = self._codec
@@ -475,7 +472,7 @@ class BatchConnection(Connection):
         self.last_message = self._registry.clock
         if codec.clean:
             self.messages += len(frames)
-            self._write_replies(codec, self._dispatch.run_batch(self, frames))  # type: ignore[arg-type]
+            self._write_replies(codec, self._dispatch.run_batch(self, frames))
         else:
             self._mixed(codec, frames)
 
@@ -486,7 +483,7 @@ class PrefixConnection(Connection):
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._state:
             return
         self.bytes_in += len(data)
         codec = self._codec

@@ -17,16 +17,16 @@ Kinds, fastest first:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from aiotcp.app import is_async, is_blocking
-from aiotcp.codecs import make_codec
 from aiotcp.config import Config
 from aiotcp.observe.snapshots import ENV_TIMED
 from aiotcp.observe.stats import Stats
@@ -42,6 +42,26 @@ KIND_QUEUED = "queued"
 # and summed up in one line, so a handler failing on every message cannot flood the log.
 TRACEBACKS_PER_INTERVAL = 5
 LOG_INTERVAL = 10.0
+
+# A @blocking call past its timeout keeps its thread (threads cannot be cancelled). Once
+# as many calls are stuck as the pool has threads, new calls go to a fresh pool and the
+# old one ends as its calls return; beyond this many stuck calls in all, new blocking
+# calls are refused with ERR unavailable rather than queued behind threads that may
+# never return.
+STUCK_CALLS_LIMIT = 64
+
+
+class ErrorReplies(Protocol):
+    """What dispatch needs of a connection's codec: the protocol's error reply."""
+
+    def error_reply(self, code: str, text: str) -> Any: ...
+
+
+class Conn(Protocol):
+    """What dispatch needs of a connection."""
+
+    @property
+    def codec(self) -> ErrorReplies: ...
 
 
 def kind_of(handler: Any) -> str:
@@ -76,15 +96,18 @@ class Dispatch:
         # measured only where it is exported: with a metrics port, or in a worker whose
         # supervisor serves metrics.
         self.timed = config.metrics_port > 0 or os.environ.get(ENV_TIMED) == "1"
-        self.error_reply = make_codec(config.framing, 1).error_reply
-        self._threads = config.threads or None
+        self._threads = config.threads or min(32, (os.cpu_count() or 1) + 4)  # Python's default
         self._executor: ThreadPoolExecutor | None = None
+        self._stuck = 0  # calls past their timeout still running in the current pool
+        self._stuck_elsewhere = 0  # ... in pools already replaced
+        self.running: set[asyncio.Task[None]] = set()  # handler tasks, for a forced stop
         self._tasks: asyncio.TaskGroup | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tracebacks_logged = 0
         self._tracebacks_window = -LOG_INTERVAL
         # One message through the handler (see _call_full); chosen once: the timeout
         # context costs as much as a handler that returns at once.
-        self.call: Callable[[Any, str], Awaitable[str | None]] = (
+        self.call: Callable[[Any, Any], Awaitable[Any]] = (
             self._call_direct
             if self.timeout is None and not self.timed and not self.blocking
             else self._call_full
@@ -93,10 +116,18 @@ class Dispatch:
     def start(self, tasks: asyncio.TaskGroup) -> None:
         """Run handler work in ``tasks`` (the server's TaskGroup); make the thread pool."""
         self._tasks = tasks
+        self._loop = asyncio.get_running_loop()
         if self.blocking and self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self._threads, thread_name_prefix="aiotcp-blocking"
-            )
+            self._executor = self._new_pool()
+
+    def call_in_loop(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the server's loop (from a @blocking handler's thread), before
+        the handler's own result reaches the loop."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn)
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="aiotcp-blocking")
 
     def stop(self) -> None:
         """Drop the thread pool (threads cannot be cancelled: running calls finish alone)."""
@@ -104,12 +135,21 @@ class Dispatch:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
 
+    def cancel_all(self) -> None:
+        """Cancel every handler task still running (a forced stop)."""
+        for task in list(self.running):
+            task.cancel()
+
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` in the server's TaskGroup; a failure is logged, never fatal."""
         if self._tasks is None:
             coro.close()
             raise RuntimeError("the server has not started")
-        return self._tasks.create_task(self._guard(coro))
+        task = self._tasks.create_task(self._guard(coro))
+        if not task.done():  # an eager task may have finished already
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+        return task
 
     async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
@@ -117,88 +157,143 @@ class Dispatch:
         except Exception as e:  # a bug in one connection must not stop the others
             self.failed(e)
 
-    async def _call_direct(self, conn: Any, message: str) -> str | None:
+    async def _call_direct(self, conn: Conn, message: Any) -> Any:
         """:meth:`_call_full` for an async handler with no timeout and no timing."""
         try:
             reply = await self.handler(message, conn)
         except Exception as e:
-            return self.internal_error(e)
-        if reply is not None and type(reply) is not str:
-            return self.not_a_reply(reply)
+            return self.internal_error(e, conn.codec)
         return reply
 
-    async def _call_full(self, conn: Any, message: str) -> str | None:
+    async def _call_full(self, conn: Conn, message: Any) -> Any:
         """One message through an async or blocking handler, with the handler timeout.
 
-        Returns the reply, None (no reply), or an ``ERR timeout``/``ERR internal``
-        reply; never raises but for cancellation of the caller.
+        Returns the reply, None (no reply), or the protocol's ``timeout``/``internal``
+        error reply; never raises but for cancellation of the caller. A TimeoutError is
+        the server's own only if its own deadline expired: one the handler raised (a
+        driver's, ``socket.timeout``) is the handler failing.
         """
         started = time.perf_counter() if self.timed else 0.0
+        deadline = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with deadline:
                 if self.blocking:
-                    loop = asyncio.get_running_loop()
-                    reply = await loop.run_in_executor(self._executor, self.handler, message, conn)
+                    reply = await self._run_blocking(message, conn)
                 else:
                     reply = await self.handler(message, conn)
-        except TimeoutError:
-            self.stats.error("timeout")
-            return self.error_reply("timeout", f"handler took over {self.timeout:g}s")
+        except TimeoutError as e:
+            if deadline.expired():
+                return self.timed_out(conn.codec)
+            return self.internal_error(e, conn.codec)
+        except StuckCalls as e:
+            self.stats.error("unavailable")
+            return conn.codec.error_reply("unavailable", str(e))
         except Exception as e:
-            return self.internal_error(e)
+            return self.internal_error(e, conn.codec)
         if self.timed:
             self.stats.ack_latency.observe(time.perf_counter() - started)
-        if reply is not None and type(reply) is not str:
-            return self.not_a_reply(reply)
         return reply
 
-    async def call_batch(self, conn: Any, messages: list[str]) -> list[str | None]:
+    async def _run_blocking(self, message: Any, conn: Conn) -> Any:
+        """Run the handler in the pool; a call that outlives its timeout is counted stuck."""
+        executor = self._executor
+        assert executor is not None
+        if self._stuck >= self._threads:  # every thread may be stuck: a fresh pool
+            if self._stuck + self._stuck_elsewhere >= STUCK_CALLS_LIMIT:
+                raise StuckCalls(f"{STUCK_CALLS_LIMIT} blocking calls stuck past their timeout")
+            log.warning(
+                "%d blocking handler call(s) stuck past their timeout: new calls go to a new "
+                "thread pool", self._stuck,
+            )
+            executor.shutdown(wait=False)  # its threads end as their calls return
+            self._stuck_elsewhere += self._stuck
+            self._stuck = 0
+            executor = self._executor = self._new_pool()
+        future = executor.submit(self.handler, message, conn)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if not future.cancel():  # running: its thread is stuck until the call returns
+                self._count_stuck(future, executor)
+            raise
+
+    def _count_stuck(self, future: concurrent.futures.Future[Any], pool: ThreadPoolExecutor) -> None:
+        loop = asyncio.get_running_loop()
+        if pool is self._executor:
+            self._stuck += 1
+        else:
+            self._stuck_elsewhere += 1
+
+        def returned(_: object) -> None:
+            loop.call_soon_threadsafe(self._unstuck, pool)
+
+        future.add_done_callback(returned)
+
+    def _unstuck(self, pool: ThreadPoolExecutor) -> None:
+        if pool is self._executor and self._stuck:
+            self._stuck -= 1
+        elif self._stuck_elsewhere:
+            self._stuck_elsewhere -= 1
+
+    def timed_out(self, codec: ErrorReplies) -> Any:
+        self.stats.error("timeout")
+        return codec.error_reply("timeout", f"handler took over {self.timeout:g}s")
+
+    async def call_batch(self, conn: Conn, messages: list[Any]) -> list[Any]:
         """Messages through an ``async def batch``, with the handler timeout (per batch)."""
         assert self.async_batch is not None
         n = len(messages)
         started = time.perf_counter() if self.timed else 0.0
+        deadline = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with deadline:
                 replies = await self.async_batch(messages, conn)
-        except TimeoutError:
-            self.stats.error("timeout")
-            return [self.error_reply("timeout", f"handler took over {self.timeout:g}s")] * n
+        except TimeoutError as e:
+            if deadline.expired():
+                return [self.timed_out(conn.codec)] * n
+            return [self.internal_error(e, conn.codec)] * n
         except Exception as e:
-            return [self.internal_error(e)] * n
+            return [self.internal_error(e, conn.codec)] * n
         if self.timed:
             self.stats.ack_latency.observe(time.perf_counter() - started, n)
-        return self.checked(replies, n)
+        return self.checked(replies, n, conn.codec)
 
-    def run_batch(self, conn: Any, messages: list[str]) -> list[str | None]:
-        """Messages through a sync ``batch``: its replies, or ``ERR internal`` for each."""
+    def run_batch(self, conn: Conn, messages: list[Any]) -> list[Any]:
+        """Messages through a sync ``batch``: its replies, or the internal error for each."""
         assert self.batch is not None
         n = len(messages)
         try:
             replies = self.batch(messages, conn)
         except Exception as e:
-            return [self.internal_error(e)] * n
-        return self.checked(replies, n)
+            return [self.internal_error(e, conn.codec)] * n
+        return self.checked(replies, n, conn.codec)
 
-    def checked(self, replies: Any, n: int) -> list[str | None]:
-        """A batch's replies if they are a list of ``n`` str-or-None; else ERR internal."""
+    def checked(self, replies: Any, n: int, codec: ErrorReplies) -> list[Any]:
+        """A batch's replies if they are a list of ``n``; else the internal error for each.
+
+        Each reply is checked when it is encoded (what the protocol can carry)."""
         if type(replies) is not list or len(replies) != n:
             got = f"{type(replies).__name__} of {len(replies)}" if isinstance(
                 replies, list
             ) else type(replies).__name__
-            return [self.internal_error(TypeError(f"batch returned {got} for {n} messages"))] * n
-        for i, r in enumerate(replies):
-            if r is not None and type(r) is not str:
-                replies[i] = self.not_a_reply(r)
+            error = TypeError(f"batch returned {got} for {n} messages")
+            return [self.internal_error(error, codec)] * n
         return replies
 
-    def not_a_reply(self, reply: object) -> str:
-        return self.internal_error(TypeError(f"handler returned {type(reply).__name__}"))
+    def bad_reply(self, reply: object, exc: BaseException, codec: ErrorReplies) -> Any:
+        """A reply the protocol cannot carry (not a str; a line break in a line): logged,
+        counted, and replaced by the protocol's internal error."""
+        return self.internal_error(
+            TypeError(f"handler returned a reply the protocol cannot carry "
+                      f"({type(reply).__name__}: {exc})"),
+            codec,
+        )
 
-    def internal_error(self, exc: BaseException) -> str:
-        """Log ``exc`` (rate-limited), count it, and return the ``ERR internal`` reply."""
+    def internal_error(self, exc: BaseException, codec: ErrorReplies) -> Any:
+        """Log ``exc`` (rate-limited), count it, and return the protocol's internal error."""
         self.failed(exc)
         self.stats.error("internal")
-        return self.error_reply("internal", "handler failed")
+        return codec.error_reply("internal", "handler failed")
 
     def failed(self, exc: BaseException) -> None:
         """Log a traceback, at most TRACEBACKS_PER_INTERVAL per LOG_INTERVAL."""
@@ -219,3 +314,7 @@ class Dispatch:
                 "".join(traceback.format_exception(exc)).rstrip(),
             )
 
+
+
+class StuckCalls(Exception):
+    """Too many @blocking calls are stuck past their timeout to start another."""

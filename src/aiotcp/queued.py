@@ -9,7 +9,9 @@ resumes below half of it, so a client that pipelines faster than the handler ans
 cannot grow the server's memory.
 
 The pipe exists only while a connection has work in flight: an idle connection holds
-none.
+none. The lifecycle is the one every kind has (``aiotcp.lifecycle``): these kinds only
+say when they are settled (no pipe), what dropping and cancelling mean for them, and
+call ``_settle`` when the pipe empties.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections import deque
 from typing import Any
 
 from aiotcp.codecs import Frame, FrameError
-from aiotcp.connection import Connection
+from aiotcp.connection import HOLD_PIPELINE, Connection
 
 _PENDING: Any = object()
 
@@ -38,26 +40,25 @@ class Pipe:
     """A connection's work in flight."""
 
     __slots__ = (
-        "queue", "order", "done", "answered", "tasks", "unanswered", "held", "flush_due",
-        "fatal", "eof",
+        "queue", "order", "done", "answered", "tasks", "workers", "unanswered", "flush_due",
     )
 
     def __init__(self) -> None:
         self.queue: deque[Frame] = deque()
         self.order: deque[Place] = deque()
         # One worker answers in order by itself: its replies wait here, no Place each.
-        self.done: list[str] = []
+        self.done: list[Any] = []
         self.answered = 0
-        self.tasks: set[asyncio.Task[None]] = set()
+        # Workers started and not yet ended. Counted apart from ``tasks``: an eager task
+        # can run to its end inside create_task, before the caller could add it.
+        self.workers = 0
+        self.tasks: set[asyncio.Task[Any]] = set()  # the workers' tasks, to cancel them
         self.unanswered = 0  # frames received and not yet answered on the wire
-        self.held = False  # reading paused for max_pipeline
         self.flush_due = False
-        self.fatal: str | None = None  # the code of a fatal frame error, once seen
-        self.eof = False
 
     @property
     def idle(self) -> bool:
-        return not self.tasks and not self.order and not self.queue and not self.answered
+        return not self.workers and not self.order and not self.queue and not self.answered
 
 
 class QueuedConnection(Connection):
@@ -79,7 +80,7 @@ class QueuedConnection(Connection):
         return self._pipe is not None
 
     def data_received(self, data: bytes) -> None:
-        if self._closing:
+        if self._state:
             return
         self.bytes_in += len(data)
         codec = self._codec
@@ -96,35 +97,60 @@ class QueuedConnection(Connection):
         self.messages += n  # frame errors are taken back when answered
         pipe.queue.extend(frames)
         pipe.unanswered += n
-        if not pipe.held and pipe.unanswered >= self._dispatch.max_pipeline:
-            pipe.held = True
-            if self.paused_since is None:
-                self._transport.pause_reading()
+        if pipe.unanswered >= self._dispatch.max_pipeline:
+            self._hold(HOLD_PIPELINE)
         self._start_workers(pipe)
+
+    # ---- lifecycle hooks -----------------------------------------------------------
+
+    def _settled(self) -> bool:
+        return self._pipe is None
+
+    def _drop(self) -> None:
+        pipe = self._pipe
+        if pipe is not None and pipe.queue:
+            pipe.unanswered -= len(pipe.queue)
+            pipe.queue.clear()
+            self._flush_soon(pipe)  # the pipe may be idle now
+
+    def _cancel(self) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            for task in list(pipe.tasks):
+                task.cancel()
+
+    # ---- workers -------------------------------------------------------------------
 
     def _start_workers(self, pipe: Pipe) -> None:
         dispatch = self._dispatch
-        room = dispatch.concurrency - len(pipe.tasks)
+        room = dispatch.concurrency - pipe.workers
         wanted = 1 if dispatch.async_batch is not None else len(pipe.queue)
         for _ in range(min(room, wanted)):
-            task = dispatch.spawn(self._work(pipe))
+            pipe.workers += 1
+            dispatch.spawn(self._work(pipe))
+
+    def _enlist(self, pipe: Pipe) -> asyncio.Task[Any] | None:
+        task = asyncio.current_task()
+        if task is not None:
             pipe.tasks.add(task)
+        return task
 
     async def _work(self, pipe: Pipe) -> None:
         """Take frames from the queue in order until it is empty."""
+        task = self._enlist(pipe)
         dispatch = self._dispatch
         queue, order = pipe.queue, pipe.order
         try:
             while queue:
                 f = queue[0]
-                if type(f) is not str:
+                if type(f) is FrameError:
                     queue.popleft()
-                    self._frame_error(pipe, f)  # type: ignore[arg-type]
+                    self._frame_error(pipe, f)
                     continue
                 if dispatch.async_batch is not None:
-                    batch: list[str] = []
-                    while queue and type(queue[0]) is str:
-                        batch.append(queue.popleft())  # type: ignore[arg-type]
+                    batch: list[Any] = []
+                    while queue and type(queue[0]) is not FrameError:
+                        batch.append(queue.popleft())
                     place = Place(len(batch))
                     order.append(place)
                     place.replies = await dispatch.call_batch(self, batch)
@@ -136,11 +162,11 @@ class QueuedConnection(Connection):
                 self._acked += place.n
                 self._flush_soon(pipe)
         finally:
-            self._retire(pipe)
+            self._retire(pipe, task)
 
-    def _retire(self, pipe: Pipe) -> None:
-        """A worker ends: forget its task; the flush decides what happens next."""
-        task = asyncio.current_task()
+    def _retire(self, pipe: Pipe, task: asyncio.Task[Any] | None) -> None:
+        """A worker ends: count it out; the flush decides what happens next."""
+        pipe.workers -= 1
         if task is not None:
             pipe.tasks.discard(task)
         self._flush_soon(pipe)
@@ -150,11 +176,15 @@ class QueuedConnection(Connection):
         self._stats.error(f.code)
         pipe.order.append(Place(1, [self.codec.error_reply(f.code, f.text)]))
         if f.fatal:
-            pipe.fatal = f.code
-            pipe.unanswered -= len(pipe.queue)
-            pipe.queue.clear()
-            self._closing = True
+            self._fatal(f)
         self._flush_soon(pipe)
+
+    def _fatal(self, f: FrameError) -> None:
+        """A fatal frame error reached its turn: close once the replies before it and its
+        own error reply are written (the codec drops what came after it)."""
+        self._begin_close(f.code)
+
+    # ---- replies -------------------------------------------------------------------
 
     def _flush_soon(self, pipe: Pipe) -> None:
         """Replies finished in one loop turn leave together, at the end of it."""
@@ -177,41 +207,15 @@ class QueuedConnection(Connection):
             out.extend(r for r in place.replies if r is not None)
         t = self._transport
         if out and t is not None and not t.is_closing():
-            data = self.codec.encode(out)
-            self.bytes_out += len(data)
-            t.write(data)
+            self._write_replies(self.codec, out)
         pipe.unanswered -= answered
-        if pipe.held and pipe.unanswered <= self._dispatch.max_pipeline // 2:
-            pipe.held = False
-            if self.paused_since is None and t is not None and not t.is_closing():
-                t.resume_reading()
-        if pipe.idle and pipe is self._pipe:
+        if pipe is not self._pipe:
+            return  # the client is gone (connection_lost took the pipe)
+        if pipe.unanswered <= self._dispatch.max_pipeline // 2:
+            self._release(HOLD_PIPELINE)
+        if pipe.idle:
             self._pipe = None
-            self._finish(pipe)
-
-    def _finish(self, pipe: Pipe) -> None:
-        """Nothing is in flight any more: act on what happened meanwhile."""
-        t = self._transport
-        if t is None or t.is_closing():
-            return
-        if pipe.fatal is not None:
-            self.close_reason = pipe.fatal
-            t.close()
-        elif self._closing and self.close_reason == "shutdown":
-            self._end_with_shutdown(eof=pipe.eof)
-        elif self._closing:
-            t.close()
-        elif pipe.eof:
-            self._closing = True
-            self.close_reason = "eof"
-            t.close()
-        elif pipe.held:
-            pipe.held = False
-            if self.paused_since is None:
-                t.resume_reading()
-
-    def _reading_held(self) -> bool:
-        return self._pipe is not None and self._pipe.held
+            self._settle()
 
 
 class SequentialConnection(QueuedConnection):
@@ -221,16 +225,18 @@ class SequentialConnection(QueuedConnection):
     __slots__ = ()
 
     def _start_workers(self, pipe: Pipe) -> None:
-        if not pipe.tasks:
-            pipe.tasks.add(self._dispatch.spawn(self._work(pipe)))
+        if not pipe.workers:
+            pipe.workers = 1
+            self._dispatch.spawn(self._work(pipe))
 
     async def _work(self, pipe: Pipe) -> None:
+        task = self._enlist(pipe)
         call = self._dispatch.call
         queue = pipe.queue
         try:
             while queue:
                 f = queue.popleft()
-                if type(f) is str:
+                if type(f) is not FrameError:
                     reply = await call(self, f)
                     self._acked += 1
                     if reply is not None:
@@ -241,54 +247,9 @@ class SequentialConnection(QueuedConnection):
                     self._stats.error(f.code)
                     pipe.done.append(self.codec.error_reply(f.code, f.text))
                     if f.fatal:
-                        pipe.fatal = f.code
-                        pipe.unanswered -= len(queue)
-                        queue.clear()
-                        self._closing = True
+                        self._fatal(f)
                 pipe.answered += 1
                 if not pipe.flush_due:
                     self._flush_soon(pipe)
         finally:
-            self._retire(pipe)
-
-    # ---- lifecycle -----------------------------------------------------------------
-
-    def eof_received(self) -> bool:
-        pipe = self._pipe
-        if pipe is None:
-            return super().eof_received()
-        pipe.eof = True  # close once the replies to what arrived are out
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        pipe, self._pipe = self._pipe, None
-        if pipe is not None:
-            pipe.queue.clear()
-            for task in list(pipe.tasks):
-                task.cancel()
-        super().connection_lost(exc)
-
-    def close(self) -> None:
-        """Close after the replies to the messages already started; drop the rest."""
-        if self._closing or self._transport is None:
-            return
-        self._closing = True
-        self.close_reason = "handler"
-        pipe = self._pipe
-        if pipe is None:
-            self._close_transport()
-            return
-        pipe.unanswered -= len(pipe.queue)
-        pipe.queue.clear()
-
-    def shut_down(self) -> None:
-        """Answer what arrived, then ``ERR shutdown`` and half-close."""
-        if self._closing or self._transport is None:
-            return
-        self._closing = True
-        self.close_reason = "shutdown"
-        if self._transport.is_closing():
-            return
-        if self._pipe is None:
-            self._end_with_shutdown(eof=False)
-        # else: _finish ends it once the pipe is idle
+            self._retire(pipe, task)

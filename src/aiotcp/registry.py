@@ -5,9 +5,20 @@ Server. The registry is a list with each member's index in its ``slot`` (O(1) ad
 remove at 8 bytes a connection, where a set costs ~50).
 
 Deadlines are not timers per connection: :meth:`Registry.due` is a pure function of
-``now`` over the members' plain fields (last complete message, paused since), and the
-server's sweep calls :meth:`Registry.sweep` a few times per shortest timeout. Tests call
-them with a clock they advance.
+``now`` over the members' plain fields (last complete message) and the output watches,
+and the server's sweep calls :meth:`Registry.sweep` a few times per shortest timeout.
+Tests call them with a clock they advance.
+
+The write clock (as nginx's ``send_timeout`` and Netty's ``WriteTimeoutHandler``): the
+sweep looks at each member's unflushed output. A member whose output stays unflushed
+``write_timeout`` seconds without a byte of it being taken, or stays above the high-water
+mark that long, is dropped: a client with a zero window cannot keep its slot, its fd and
+its buffers, whether its output is one byte or megabytes, and a connection still closing
+(waiting for a flush that never comes) is aborted the same way. Watches exist only for
+members with output pending at a sweep: the rest cost nothing.
+
+Connections still in their PROXY header or TLS handshake hold a place too
+(:meth:`Registry.hold`): they count against both caps from their accept.
 """
 
 from __future__ import annotations
@@ -30,6 +41,16 @@ SWEEP_MAX = 1.0
 # opened within it share one float rather than each holding its own.
 OPENED_PRECISION = 0.01
 
+# Output buffer marks, per connection. Above HIGH the client is not keeping up: stop
+# reading from it (so it cannot make us buffer more) until it drains below LOW. asyncio
+# uses 64 KiB as its default high-water mark; so do we.
+WRITE_HIGH_WATER = 64 * 1024
+WRITE_LOW_WATER = 16 * 1024
+
+# A closing connection whose output never drains is aborted after this long even with
+# the write timeout off: closing must end.
+CLOSE_GRACE = 30.0
+
 # fds kept back from the connection cap for listeners, logs, the metrics server, threads.
 FD_RESERVE = 32
 FD_RESERVE_SMALL = 16
@@ -47,7 +68,6 @@ class Member(Protocol):
     slot: int
     opened: float
     last_message: float
-    paused_since: float | None
     messages: int
     bytes_in: int
     bytes_out: int
@@ -72,6 +92,15 @@ class Member(Protocol):
     @property
     def peer(self) -> Any: ...
 
+    @property
+    def closing(self) -> bool:
+        """True once the connection has begun to close."""
+        ...
+
+    def output_pending(self) -> int:
+        """Bytes written and not yet taken by the kernel (the transport's buffer)."""
+        ...
+
     def expire(self, code: str, text: str) -> None:
         """Close for a timeout, telling the client why if it can still hear."""
         ...
@@ -87,6 +116,18 @@ class Member(Protocol):
     def abort(self) -> None: ...
 
 
+class OutputWatch:
+    """A member seen with unflushed output: since when no byte was taken, and since when
+    its output has been above the high-water mark."""
+
+    __slots__ = ("stalled_since", "flushed", "over_since")
+
+    def __init__(self, now: float, flushed: int, over: bool) -> None:
+        self.stalled_since = now
+        self.flushed = flushed
+        self.over_since: float | None = now if over else None
+
+
 class Registry:
     """Open connections, the caps on them, and the coarse clock they read."""
 
@@ -94,7 +135,12 @@ class Registry:
         self.stats = stats
         self.clock = 0.0  # loop time at the last sweep: connections read it, never call
         self.shutting_down = False
+        # Shutdown: set once the linger is over; a connection that settles after it
+        # closes at once (with FIN) instead of waiting for the client's EOF.
+        self.linger_over = False
         self.members: list[Member] = []
+        self.held = 0  # connections in their PROXY header or TLS handshake
+        self.watches: dict[Member, OutputWatch] = {}
         self.max_connections = max_connections
         self.max_per_ip = config.max_connections_per_ip
         self.idle_timeout = config.idle_timeout
@@ -109,30 +155,60 @@ class Registry:
     def __len__(self) -> int:
         return len(self.members)
 
+    def _refusal(self, ip: str | None) -> tuple[str, str] | None:
+        """Why a new connection from ``ip`` cannot have a place (counted), or None."""
+        stats = self.stats
+        if self.shutting_down:
+            stats.refused("shutdown")
+            return "shutdown", "server is shutting down"
+        if len(self.members) + self.held >= self.max_connections:
+            stats.refused("busy")
+            return "busy", f"too many connections (limit {self.max_connections})"
+        if self.max_per_ip and ip is not None:
+            if self._per_ip.get(ip, 0) >= self.max_per_ip:
+                stats.refused("busy-ip")
+                return "busy", f"too many connections from {ip} (limit {self.max_per_ip})"
+        return None
+
+    def _count_ip(self, ip: str | None, delta: int) -> None:
+        if not self.max_per_ip or ip is None:
+            return
+        left = self._per_ip.get(ip, 0) + delta
+        if left > 0:
+            self._per_ip[ip] = left
+        else:
+            self._per_ip.pop(ip, None)
+
+    def hold(self, ip: str | None) -> tuple[str, str] | None:
+        """A connection in its handshake takes a place (``ip``: None until known), or
+        gets (code, text) of its refusal, counted. :meth:`release` gives it back."""
+        refusal = self._refusal(ip)
+        if refusal is None:
+            self.held += 1
+            self._count_ip(ip, 1)
+        return refusal
+
+    def release(self, ip: str | None) -> None:
+        """The handshake held with ``ip`` ended (the connection is admitted or lost)."""
+        self.held -= 1
+        self._count_ip(ip, -1)
+
     def admit(self, conn: Member, ip: str | None) -> tuple[str, str] | None:
         """Register ``conn`` (from client ``ip``), or return (code, text) of its refusal.
 
         Counts the refusal once; the connection sends ``ERR <code> <text>`` and closes.
         """
-        stats = self.stats
-        if self.shutting_down:
-            stats.refused("shutdown")
-            return "shutdown", "server is shutting down"
-        if len(self.members) >= self.max_connections:
-            stats.refused("busy")
-            return "busy", f"too many connections (limit {self.max_connections})"
-        if self.max_per_ip and ip is not None:
-            count = self._per_ip.get(ip, 0)
-            if count >= self.max_per_ip:
-                stats.refused("busy-ip")
-                return "busy", f"too many connections from {ip} (limit {self.max_per_ip})"
-            self._per_ip[ip] = count + 1
+        refusal = self._refusal(ip)
+        if refusal is not None:
+            return refusal
+        self._count_ip(ip, 1)
         now = time.monotonic()
         if now - self._opened_clock > OPENED_PRECISION:
             self._opened_clock = now
         conn.opened = self._opened_clock
         conn.slot = len(self.members)
         self.members.append(conn)
+        stats = self.stats
         stats.connections += 1
         stats.connections_accepted += 1
         return None
@@ -148,15 +224,11 @@ class Registry:
         if last is not conn:
             members[i] = last
             last.slot = i
+        if self.watches:
+            self.watches.pop(conn, None)
         stats = self.stats
         stats.connections -= 1
-        ip = conn.ip
-        if self.max_per_ip and ip is not None:
-            left = self._per_ip.get(ip, 1) - 1
-            if left > 0:
-                self._per_ip[ip] = left
-            else:
-                self._per_ip.pop(ip, None)
+        self._count_ip(conn.ip, -1)
         stats.messages_received += conn.messages
         stats.messages_acked += conn.acked
         stats.bytes_received += conn.bytes_in
@@ -176,29 +248,58 @@ class Registry:
     def due(self, now: float) -> list[tuple[Member, str, str]]:
         """The members past a deadline at ``now``, with the code and text to close them.
 
-        A pure function of ``now`` and the members' fields. ``last_message`` and
-        ``paused_since`` are clock readings up to one sweep interval old, so each
-        deadline allows for one interval.
+        A pure function of ``now``, the members' fields and the output watches.
+        ``last_message`` and the watches are clock readings up to one sweep interval
+        old, so each deadline allows for one interval.
         """
         out: list[tuple[Member, str, str]] = []
-        idle, write = self.idle_timeout, self.write_timeout
+        idle = self.idle_timeout
         idle_before = now - idle - self.interval
-        write_before = now - write - self.interval
+        watches = self.watches
         for conn in self.members:
-            paused = conn.paused_since
-            if paused is not None:
-                if write and paused <= write_before:
+            watch = watches.get(conn) if watches else None
+            if watch is not None:
+                limit = self.write_timeout or (CLOSE_GRACE if conn.closing else 0.0)
+                before = now - limit - self.interval
+                if limit and (
+                    watch.stalled_since <= before
+                    or (watch.over_since is not None and watch.over_since <= before)
+                ):
                     out.append((conn, "write-timeout", "client is not reading its replies"))
-            elif (
+                    continue
+            if (
                 idle and conn.last_message <= idle_before and not conn.busy
-                and not conn.listening
+                and not conn.listening and not conn.closing
             ):
                 out.append((conn, "idle-timeout", f"no complete message for {idle:g}s"))
         return out
 
+    def watch_output(self, now: float) -> None:
+        """Start, move or end each member's output watch from its unflushed output."""
+        watches = self.watches
+        for conn in self.members:
+            pending = conn.output_pending()
+            if not pending:
+                if watches:
+                    watches.pop(conn, None)
+                continue
+            flushed = conn.bytes_out - pending
+            watch = watches.get(conn)
+            if watch is None:
+                watches[conn] = OutputWatch(now, flushed, pending > WRITE_HIGH_WATER)
+                continue
+            if flushed != watch.flushed:  # the client took some: the stall clock restarts
+                watch.flushed = flushed
+                watch.stalled_since = now
+            if pending <= WRITE_HIGH_WATER:
+                watch.over_since = None
+            elif watch.over_since is None:
+                watch.over_since = now
+
     def sweep(self, now: float) -> None:
         """Advance the clock to ``now`` and expire every member past a deadline."""
         self.clock = now
+        self.watch_output(now)
         for conn, code, text in self.due(now):
             conn.expire(code, text)
 

@@ -50,6 +50,19 @@ EMFILE_LOG_INTERVAL = 10.0
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 
+# Every connection kind a server can serve with (``Server.kind``): each is one path
+# through the lifecycle, and the lifecycle matrix test has a row for each.
+KINDS = (
+    "prefix",  # reply_prefix: answered on bytes
+    "inline",  # a sync handler
+    "batch",  # a sync batch(messages, conn)
+    "sequential",  # an async handler, handler_concurrency 1
+    "queued",  # an async handler, handler_concurrency > 1
+    "async-batch",  # an async batch(messages, conn)
+    "blocking",  # a @blocking handler in the thread pool
+    "streams",  # api=streams: handle_client(reader, writer)
+)
+
 
 def connection_class(
     dispatch: Dispatch, registry: Registry, stats: Stats, new_codec: Callable[[], Codec]
@@ -116,6 +129,20 @@ class Server:
         return self.dispatch.handler
 
     @property
+    def kind(self) -> str:
+        """Which of :data:`KINDS` serves this server's connections."""
+        d = self.dispatch
+        if self.streams:
+            return "streams"
+        if d.kind != KIND_QUEUED:
+            return d.kind
+        if d.async_batch is not None:
+            return "async-batch"
+        if d.blocking:
+            return "blocking"
+        return "sequential" if d.concurrency == 1 else "queued"
+
+    @property
     def shutting_down(self) -> bool:
         return self.registry.shutting_down
 
@@ -144,7 +171,7 @@ class Server:
         OSError if the address cannot be bound, after undoing whatever had started.
         """
         # Certificates first: a bad one fails before the app opens its pools.
-        self.front_door = front_door(self.config, self.stats)
+        self.front_door = front_door(self.config, self.stats, self.registry)
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -212,16 +239,28 @@ class Server:
         self._stop.set()
         if self._stop_requests > 1:
             log.warning("second stop request: aborting %d connection(s)", len(self.registry))
-            for conn in list(self.registry.members):
-                conn.abort()
+            self._abort_all()
+
+    def _abort_all(self) -> None:
+        """Abort every connection and cancel every handler task still running."""
+        for conn in list(self.registry.members):
+            conn.abort()
+        self.dispatch.cancel_all()
 
     async def _sweep(self) -> None:
-        """Advance the coarse clock and expire connections past their deadlines."""
+        """Advance the coarse clock and expire connections past their deadlines.
+
+        A failure inside one sweep is logged and the next sweep runs: the deadlines of
+        every connection depend on this task.
+        """
         loop = asyncio.get_running_loop()
         interval = self.registry.interval
-        while not self.registry.shutting_down:
+        while True:  # also during shutdown: closing connections still have deadlines
             await asyncio.sleep(interval)
-            self.registry.sweep(loop.time())
+            try:
+                self.registry.sweep(loop.time())
+            except Exception:
+                log.exception("deadline sweep failed; the next one runs in %gs", interval)
 
     # ---- shutdown ------------------------------------------------------------------
 
@@ -268,6 +307,7 @@ class Server:
                 async with asyncio.timeout(min(SHUTDOWN_LINGER, timeout)):
                     await self._drained.wait()
             except TimeoutError:
+                registry.linger_over = True  # connections settling from now on close at once
                 for conn in list(registry.members):
                     conn.end_linger()
         if registry.members:
@@ -276,8 +316,7 @@ class Server:
                     await self._drained.wait()
             except TimeoutError:
                 log.warning("shutdown deadline passed: aborting %d connection(s)", len(registry))
-                for conn in list(registry.members):
-                    conn.abort()
+                self._abort_all()
         # Aborted transports report connection_lost on a later turn.
         while registry.members:
             self._drained.clear()

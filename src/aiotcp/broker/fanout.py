@@ -24,7 +24,7 @@ PUSH_CHUNK = 64 * 1024
 class Subscriber(Protocol):
     """What the fanout needs of a connection."""
 
-    def send(self, text: str) -> bool: ...
+    def send(self, *frames: str) -> bool: ...
 
 
 class Fanout:
@@ -65,13 +65,12 @@ class Fanout:
 
     def deliver(self, topic: str, line: str) -> None:
         """Push ``line`` (a whole ``MSG`` frame) to every local subscriber of ``topic``."""
-        self._push(topic, line, 1)
+        self._push(topic, [line])
 
     def deliver_many(self, topic: str, lines: list[str]) -> None:
         """Push ``lines`` (whole ``MSG`` frames, in order) to every local subscriber of
         ``topic`` with one ``send`` per subscriber and chunk of up to PUSH_CHUNK
-        characters: the pubsub app speaks line framing, so the lines joined by newlines
-        are exactly those frames, and a burst costs one write per subscriber."""
+        characters: a burst costs one write per subscriber."""
         if topic not in self.topics:
             return
         chunk: list[str] = []
@@ -80,20 +79,21 @@ class Fanout:
             chunk.append(line)
             size += len(line) + 1
             if size >= PUSH_CHUNK:
-                self._push(topic, "\n".join(chunk), len(chunk))
+                self._push(topic, chunk)
                 chunk, size = [], 0
         if chunk:
-            self._push(topic, "\n".join(chunk), len(chunk))
+            self._push(topic, chunk)
 
-    def _push(self, topic: str, text: str, n: int) -> None:
-        """``send(text)`` (``n`` frames) to each subscriber of ``topic``; count the outcome."""
+    def _push(self, topic: str, frames: list[str]) -> None:
+        """``send`` ``frames`` to each subscriber of ``topic``; count the outcome."""
         subs = self.topics.get(topic)
         if not subs:
             return
         sent = 0
         for sub in subs:
-            if sub.send(text):
+            if sub.send(*frames):
                 sent += 1
+        n = len(frames)
         stats = self.stats
         stats.pubsub_delivered += sent * n
         stats.pubsub_dropped += (len(subs) - sent) * n

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiotcp.config import Config
 from aiotcp.frontdoor.context import TLSSetupError
-from aiotcp.frontdoor.gate import Gate, Stats
+from aiotcp.frontdoor.gate import Admission, Gate, Stats
 from aiotcp.frontdoor.protocol import FrontDoor
 
 __all__ = [
@@ -35,9 +35,9 @@ def _no_inner() -> asyncio.Protocol:
 class FrontDoorWrapper:
     """Wraps one server's protocol factory in the front door."""
 
-    def __init__(self, config: Config, stats: Stats) -> None:
+    def __init__(self, config: Config, stats: Stats, admission: Admission) -> None:
         """Raises TLSSetupError if the certificate, key or CA cannot be loaded."""
-        self.gate = Gate(_no_inner, config, stats)
+        self.gate = Gate(_no_inner, config, stats, admission)
 
     def __call__(self, inner_factory: ProtocolFactory) -> ProtocolFactory:
         """The factory to give ``loop.create_server``: a FrontDoor per accepted socket."""
@@ -56,9 +56,13 @@ class FrontDoorWrapper:
         self.gate.close()
 
 
-def front_door(config: Config, stats: Stats) -> FrontDoorWrapper | None:
-    """None for plain TCP, else the wrapper. Raises TLSSetupError for unloadable files."""
+def front_door(config: Config, stats: Stats, admission: Admission) -> FrontDoorWrapper | None:
+    """None for plain TCP, else the wrapper. Raises TLSSetupError for unloadable files.
+
+    ``admission`` (the server's registry) gives each connection in its PROXY header or
+    TLS handshake a place under the connection caps.
+    """
     if not config.tls and not config.proxy_protocol:
         return None
-    return FrontDoorWrapper(config, stats)
+    return FrontDoorWrapper(config, stats, admission)
 

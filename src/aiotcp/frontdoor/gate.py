@@ -36,6 +36,18 @@ class Stats(Protocol):
     tls_handshake_failures: int
 
 
+class Admission(Protocol):
+    """The connection caps (the server's registry): a place per connection from accept."""
+
+    max_per_ip: int
+
+    def hold(self, ip: str | None) -> tuple[str, str] | None:
+        """Take a place for a connection from ``ip`` (None: not known yet), or refuse."""
+        ...
+
+    def release(self, ip: str | None) -> None: ...
+
+
 class Pending(Protocol):
     """A connection still reading its PROXY header or in its TLS handshake."""
 
@@ -54,16 +66,22 @@ class Gate:
     """Per-server front-door state. ``reload()`` re-reads the TLS certificate."""
 
     def __init__(
-        self, inner_factory: Callable[[], asyncio.Protocol], config: Config, stats: Stats
+        self,
+        inner_factory: Callable[[], asyncio.Protocol],
+        config: Config,
+        stats: Stats,
+        admission: Admission,
     ) -> None:
         """Raises TLSSetupError (from building the TLS context) or ConfigError."""
         self.inner_factory = inner_factory
         self.stats = stats
+        self.admission = admission
         self.proxy = config.proxy_protocol
         self.trusted: list[Network] = config.trusted_networks()
         self.tls: ServerContext | None = ServerContext(config) if config.tls else None
         self.timeout = config.handshake_timeout
-        self.pending: set[Pending] = set()
+        # Connections in their handshake, with the IP their place is held under.
+        self.pending: dict[Pending, str | None] = {}
         self._deadlines: deque[tuple[float, Pending]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._logged = 0
@@ -95,19 +113,33 @@ class Gate:
 
     # ---- handshakes in progress ----------------------------------------------------
 
-    def started(self, conn: Pending) -> None:
-        """``conn`` was accepted: it has ``timeout`` seconds to finish its handshake."""
-        self.pending.add(conn)
+    def started(self, conn: Pending, peer: Any) -> bool:
+        """``conn`` was accepted from ``peer``: it takes a place under the connection
+        caps and has ``timeout`` seconds to finish its handshake. False if refused (over
+        a cap, or shutting down: counted by the registry); the caller closes it.
+
+        Behind the PROXY protocol the per-IP cap waits for the header's address (the
+        socket's is the proxy's); with TLS alone it applies from the accept.
+        """
+        ip: str | None = None
+        if self.admission.max_per_ip and not self.proxy and isinstance(peer, tuple):
+            ip = peer[0]
+        if self.admission.hold(ip) is not None:
+            return False
+        self.pending[conn] = ip
         if not self.timeout:
-            return
+            return True
         loop = asyncio.get_running_loop()
         self._deadlines.append((loop.time() + self.timeout, conn))
         if self._timer is None:
             self._timer = loop.call_at(self._deadlines[0][0], self._expire)
+        return True
 
     def finished(self, conn: Pending) -> None:
-        """``conn`` finished its handshake or was lost (its deadline entry lapses by itself)."""
-        self.pending.discard(conn)
+        """``conn`` finished its handshake or was lost: its place is given back (the inner
+        connection takes its own). Its deadline entry lapses by itself."""
+        if conn in self.pending:
+            self.admission.release(self.pending.pop(conn))
 
     def _expire(self) -> None:
         self._timer = None
@@ -117,7 +149,7 @@ class Gate:
         while deadlines and deadlines[0][0] <= now:
             _, conn = deadlines.popleft()
             if conn in self.pending and conn.in_handshake:
-                self.pending.discard(conn)
+                self.finished(conn)
                 conn.handshake_expired()
         if deadlines:
             self._timer = loop.call_at(deadlines[0][0], self._expire)
@@ -129,8 +161,8 @@ class Gate:
             self._timer = None
         self._deadlines.clear()
         for conn in list(self.pending):
+            self.finished(conn)
             conn.abort()
-        self.pending.clear()
 
     # ---- counting ----------------------------------------------------------------
 

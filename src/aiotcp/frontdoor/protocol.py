@@ -67,10 +67,16 @@ class FrontDoor(asyncio.Protocol, asyncio.Transport):
                 self._state = CLOSING
                 transport.close()
                 return
+            if not gate.started(self, peer):
+                self._state = CLOSING
+                transport.close()
+                return
             self._parser = ProxyHeaderParser()
-            gate.started(self)
         else:
-            gate.started(self)
+            if not gate.started(self, transport.get_extra_info("peername")):
+                self._state = CLOSING
+                transport.close()
+                return
             self._start_tls()
 
     def data_received(self, data: bytes) -> None:
