@@ -113,6 +113,36 @@ def test_line_clean_flag_tracks_errors() -> None:
     assert c.clean
 
 
+def test_a_pipelined_read_longer_than_the_limit_with_no_error_is_clean() -> None:
+    """A read holding more than max_frame bytes of valid frames is framed on the slow
+    path but has no error: the connection must not answer it frame by frame."""
+    c = LineCodec(LIMIT)
+    data = b"".join(b"m%03d\n" % i for i in range(100))  # 500 bytes, limit 64
+    assert c.feed(data) == [f"m{i:03d}" for i in range(100)]
+    assert c.clean
+
+
+def test_a_long_partial_line_is_appended_to_not_copied_per_read() -> None:
+    """Trickling a long line in small reads costs linear time: the partial line is
+    appended to one buffer in place (a copy of the whole buffer per read is quadratic:
+    seconds of CPU for a 1 MiB line in 16-byte pieces)."""
+    c = LineCodec(1 << 20)
+    c.feed(b"x" * 16)
+    buf = c._buf
+    for _ in range(1000):
+        c.feed(b"x" * 16)
+    assert c._buf is buf and len(buf) == 16 * 1001
+    assert c.feed(b"\n") == ["x" * 16 * 1001]
+
+
+@pytest.mark.parametrize("replies", [["two\nlines"], ["ok", "two\nlines", "ok"], ["end\n"]])
+def test_line_encode_refuses_a_reply_holding_a_line_break(replies: list[str]) -> None:
+    """Written as is, it would be read as two replies and every later reply would pair
+    with the wrong request."""
+    with pytest.raises(ValueError, match="line break"):
+        LineCodec(LIMIT).encode(replies)
+
+
 def test_line_encode_joins_once() -> None:
     assert LineCodec(LIMIT).encode(["a", "", "你"]) == "a\n\n你\n".encode()
 

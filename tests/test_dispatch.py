@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from typing import Any
 
@@ -40,6 +41,9 @@ class WithAsyncBatch(WithBatch):
 def test_kinds() -> None:
     assert kind_of(sync) == KIND_INLINE
     assert kind_of(coro) == KIND_QUEUED
+    assert kind_of(functools.partial(coro)) == KIND_QUEUED
+    assert kind_of(functools.partial(functools.partial(coro), "m")) == KIND_QUEUED
+    assert kind_of(functools.partial(sync)) == KIND_INLINE
     assert kind_of(aiotcp.blocking(lambda m, c: m)) == KIND_QUEUED
     assert kind_of(WithBatch()) == KIND_BATCH
     assert kind_of(WithAsyncBatch()) == KIND_QUEUED

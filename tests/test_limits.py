@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
-from support.clients import ACK, LineClient, served
+from support.certs import Certs
+from support.clients import ACK, LineClient, closed_by_peer, served
 from support.process import SpawnServer
 from support.waiting import wait_until
 
@@ -83,3 +86,26 @@ def test_abrupt_disconnect_frees_the_slot(how: str, spawn_server: SpawnServer) -
     log = server.log
     assert "Traceback" not in log, log
     assert " ERROR " not in log, log
+
+
+@pytest.mark.parametrize("front", ["tls", "proxy"])
+def test_connections_in_their_handshake_count_against_the_caps(
+    front: str, spawn_server: SpawnServer, certs: Certs
+) -> None:
+    """Silent clients that never finish a TLS handshake or a PROXY header hold places:
+    with TLS both caps apply from the accept; behind the PROXY protocol the per-IP cap
+    waits for the header's address (the socket's is the proxy's), the total cap does
+    not. Those over a cap are closed at once."""
+    caps = ["--max-connections", "5", "--max-connections-per-ip", "2"]
+    extra = certs.serve_args() if front == "tls" else ["--proxy-protocol"]
+    server = spawn_server(caps + extra)
+    socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(10)]
+    held = 2 if front == "tls" else 5
+    try:
+        wait_until(lambda: sum(closed_by_peer(s) for s in socks) == len(socks) - held,
+                   what=f"all but {held} handshaking connections refused")
+        assert sum(closed_by_peer(s) for s in socks) == len(socks) - held
+    finally:
+        for s in socks:
+            s.close()
+    assert server.stop() == 0

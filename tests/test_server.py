@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+import sys
 import threading
 
 import pytest
@@ -337,3 +338,103 @@ def test_streams_api_shutdown_with_a_coroutine_that_outlives_the_linger(
 
     run_server(stubborn, client, api="streams", access_log=False, shutdown_timeout=shutdown_timeout)
     assert len(servers[0].registry) == 0  # aborted at the deadline, and forgotten
+
+
+# ---- defects of the lifecycle, each with its test ----------------------------------------
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is 3.12+")
+def test_queued_connections_serve_every_read_under_eager_tasks(run_server: RunServer) -> None:
+    """An eager task can run to its end inside create_task: the connection must not then
+    count it as still working (it used to wedge after its first read)."""
+
+    async def handle(message: str, conn: object) -> str:
+        return "已收到: " + message
+
+    async def client(server: Server, port: int) -> list[str]:
+        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        c = await AsyncLineClient.connect(port)
+        out = []
+        for i in range(5):
+            await c.send(f"m{i}\n")
+            out.append(await c.line())
+        return out
+
+    assert run_server(handle, client) == [f"已收到: m{i}" for i in range(5)]
+
+
+def test_blocking_calls_stuck_past_their_timeout_do_not_starve_the_next(
+    run_server: RunServer,
+) -> None:
+    """Threads cannot be cancelled: a stuck call keeps its thread. Once as many are stuck
+    as the pool has threads, new calls get a fresh pool instead of queueing behind them."""
+    release = threading.Event()
+
+    @aiotcp.blocking
+    def handle(message: str, conn: object) -> str:
+        if message == "stuck":
+            release.wait(30)
+        return "已收到: " + message
+
+    async def client(server: Server, port: int) -> list[str]:
+        c = await AsyncLineClient.connect(port)
+        try:
+            out = []
+            for m in ("stuck", "stuck", "a"):
+                await c.send(m + "\n")
+                out.append(await c.line())
+            return out
+        finally:
+            release.set()
+
+    assert run_server(handle, client, threads=2, handler_timeout=0.3) == [
+        "ERR timeout handler took over 0.3s", "ERR timeout handler took over 0.3s", "已收到: a",
+    ]
+
+
+def test_a_connection_busy_past_the_linger_still_ends_in_eof(run_server: RunServer) -> None:
+    """It answers, says ERR shutdown and closes with FIN as soon as it settles: it does
+    not wait for the client's EOF again, nor for the deadline's abort (a reset)."""
+    go_on = asyncio.Event()
+
+    async def handle(message: str, conn: object) -> str:
+        await go_on.wait()
+        return "已收到: " + message
+
+    async def client(server: Server, port: int) -> tuple[bytes, str]:
+        c = await AsyncLineClient.connect(port)
+        await c.send("slow\n")
+        await wait_until_async(lambda: server.registry.members
+                               and server.registry.members[0].bytes_in == 5, what="the message")
+        conn = server.registry.members[0]
+        stopping = asyncio.ensure_future(server.shutdown())
+        await wait_until_async(lambda: server.registry.linger_over, what="the linger's end")
+        go_on.set()
+        data = await c.until_eof()  # the socket stays open: the client never sends EOF
+        await stopping
+        await c.close()
+        return data, conn.close_reason
+
+    data, reason = run_server(handle, client, shutdown_timeout=25, access_log=False)
+    assert data.decode().splitlines() == ["已收到: slow", "ERR shutdown server is shutting down"]
+    assert reason == "shutdown"  # not "aborted" at the deadline
+
+
+def test_a_failing_sweep_does_not_end_the_server_or_its_deadlines(
+    run_server: RunServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def client(server: Server, port: int) -> str:
+        sweep = server.registry.sweep
+        failures = [RuntimeError("a bug in one sweep")]
+
+        def flaky(now: float) -> None:
+            if failures:
+                raise failures.pop()
+            sweep(now)
+
+        server.registry.sweep = flaky  # type: ignore[method-assign]
+        c = await AsyncLineClient.connect(port)
+        return await c.line()  # idle: the next sweeps still expire it
+
+    assert run_server(Ack(), client, idle_timeout=0.3) == "ERR idle-timeout no complete message for 0.3s"
+    assert "deadline sweep failed" in caplog.text

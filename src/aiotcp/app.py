@@ -44,6 +44,7 @@ listener is bound (open pools there) and resume after the last connection has dr
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -84,7 +85,10 @@ def is_blocking(handler: object) -> bool:
 
 
 def is_async(fn: object) -> bool:
-    """True if calling ``fn`` (a function, method or callable object) returns a coroutine."""
+    """True if calling ``fn`` (a function, method, ``functools.partial`` of one, or a
+    callable object) returns a coroutine."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     if inspect.isfunction(fn) or inspect.ismethod(fn):
         return inspect.iscoroutinefunction(fn)
     return inspect.iscoroutinefunction(getattr(fn, "__call__", None))
