@@ -224,7 +224,8 @@ class Connection(Lifecycle, asyncio.Protocol):
         ip: str | None = None
         if registry.max_per_ip:
             peer = transport.get_extra_info("peername")
-            ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            # A Unix-socket client has no IP: its socket path, or "unix" if unnamed.
+            ip = peer[0] if isinstance(peer, tuple) else (str(peer) or "unix")
             self._extra_data().ip = ip
         refusal = registry.admit(self, ip)
         if refusal is not None:
