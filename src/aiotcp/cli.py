@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "serve":
-        return serve_main(rest)
+        return serve_main(configmod.join_repeated(rest))
     if command == "client":
         from aiotcp.client import client_main
 

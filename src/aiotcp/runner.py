@@ -20,6 +20,7 @@ from aiotcp.app import AppError, LifespanError
 from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.frontdoor import TLSSetupError
+from aiotcp.listeners import ListenerError, remove_socket_files
 from aiotcp.server import Server
 
 log = logging.getLogger("aiotcp")
@@ -95,8 +96,11 @@ def run(config: Config, handler: Any = None) -> int:
     except AppError as e:
         log.error("%s", e)
         return 1
-    with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-        return runner.run(serve_async(config, app))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
+            return runner.run(serve_async(config, app))
+    finally:
+        remove_socket_files()  # a --uds file this process made
 
 
 async def serve_async(config: Config, handler: Any) -> int:
@@ -111,6 +115,9 @@ async def serve_async(config: Config, handler: Any) -> int:
         return 1
     except (LifespanError, AppError) as e:
         log.error("startup failed: %s", e)
+        return 1
+    except ListenerError as e:
+        log.error("%s", e)
         return 1
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, e.strerror or e)
