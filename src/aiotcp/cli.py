@@ -54,13 +54,9 @@ def serve_main(argv: list[str]) -> int:
     if print_config:
         print(json.dumps(asdict(config), ensure_ascii=False, indent=2))
         return 0
-    if config.worker_count() > 1:
-        from aiotcp.workers import supervise
+    from aiotcp.launch import launch
 
-        return supervise(config)
-    from aiotcp.runner import run
-
-    return run(config)
+    return launch(config, args, config_file)
 
 
 USAGE = """usage: aiotcp {serve,client,bench,compare} [options]

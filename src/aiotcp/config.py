@@ -123,7 +123,11 @@ class Config:
     threads: int = field(
         default=0, metadata=_opt("threads for blocking handlers (0 = Python's default)")
     )
-    workers: str = field(default="1", metadata=_opt("worker processes ('auto' = one per core)"))
+    workers: str = field(
+        default="0",
+        metadata=_opt("worker processes under a supervisor ('auto' = one per core; "
+                      "0 = no supervisor: this process serves)"),
+    )
     reuse_port: bool = field(default=False, metadata=_opt("bind with SO_REUSEPORT"))
     metrics_port: int = field(
         default=0, metadata=_opt("serve /metrics, /healthz, /readyz on this port (0 = off)")
@@ -284,15 +288,16 @@ class Config:
         return mode
 
     def worker_count(self) -> int:
-        """The number of worker processes ``workers`` asks for (``auto`` = cores)."""
+        """The number of worker processes ``workers`` asks a supervisor for (``auto`` =
+        cores); 0: no supervisor, the server is this process."""
         if self.workers == "auto":
             return os.cpu_count() or 1
         try:
             n = int(self.workers)
         except ValueError:
             raise ConfigError("workers must be a whole number or 'auto'") from None
-        if n < 1:
-            raise ConfigError("workers must be >= 1")
+        if n < 0:
+            raise ConfigError("workers must be >= 0")
         return n
 
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -34,7 +34,7 @@ import contextlib
 import os
 import socket
 import stat
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
 from aiotcp.config import Config
@@ -83,28 +83,57 @@ class Listener:
         return str(host), int(port)
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A listener ``config`` asks for, before it is opened: ``kind`` is ``systemd`` or
+    ``fd`` (``fd``), ``unix`` (``path``) or ``tcp`` (``host``, ``port``)."""
+
+    kind: str
+    name: str
+    fd: int = -1
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+
+def plan(config: Config, environ: Mapping[str, str] | None = None) -> list[Planned]:
+    """The listeners ``config`` (and systemd, through ``environ``) asks for, in order;
+    opens nothing. Raises ConfigError for a malformed setting."""
+    env = os.environ if environ is None else environ
+    out = [Planned("systemd", f"systemd socket {fd}", fd=fd) for fd in systemd_fds(env)]
+    out += [Planned("fd", f"--fd {fd}", fd=fd) for fd in config.inherited_fds()]
+    if config.uds:
+        out.append(Planned("unix", f"unix:{config.uds}", path=config.uds))
+    addresses = config.bind_addresses()
+    if not out and not addresses:
+        addresses = [(config.host, config.port)]
+    out += [Planned("tcp", tcp_name(h, p), host=h, port=p) for h, p in addresses]
+    return out
+
+
 def open_listeners(
     config: Config, environ: MutableMapping[str, str] | None = None
 ) -> list[Listener]:
-    """Every listening socket ``config`` (and systemd, through ``environ``) asks for.
+    """Every listening socket :func:`plan` names, open and listening.
 
-    Raises ListenerError naming the first listener that cannot be opened, after closing
-    those already opened.
+    Takes systemd's sockets (removing its variables from ``environ``). Raises
+    ListenerError naming the first listener that cannot be opened, after closing those
+    already opened.
     """
     env = os.environ if environ is None else environ
+    planned = plan(config, env)
+    if any(p.kind == "systemd" for p in planned):
+        for name in SYSTEMD_VARIABLES:
+            env.pop(name, None)  # as sd_listen_fds(1): no child takes them as well
     opened: list[Listener] = []
     try:
-        for fd in systemd_fds(env):
-            opened.append(inherited(fd, "systemd socket"))
-        for fd in config.inherited_fds():
-            opened.append(inherited(fd, "--fd"))
-        if config.uds:
-            opened.append(unix_listener(config.uds, config.uds_permissions()))
-        addresses = config.bind_addresses()
-        if not opened and not addresses:
-            addresses = [(config.host, config.port)]
-        for host, port in addresses:
-            opened += tcp_listeners(host, port, config.reuse_port)
+        for p in planned:
+            if p.kind in ("systemd", "fd"):
+                opened.append(inherited(p.fd, p.name))
+            elif p.kind == "unix":
+                opened.append(unix_listener(p.path, config.uds_permissions()))
+            else:
+                opened += tcp_listeners(p.host, p.port, config.reuse_port)
     except BaseException:
         close_listeners(opened)
         raise
@@ -226,9 +255,9 @@ def _remove_own(path: str) -> None:
             os.unlink(path)
 
 
-def inherited(fd: int, origin: str) -> Listener:
-    """The listening stream socket open at ``fd``. Raises ListenerError if it is not one."""
-    where = f"{origin} {fd}"
+def inherited(fd: int, where: str) -> Listener:
+    """The listening stream socket open at ``fd`` (``where`` names it in errors). Raises
+    ListenerError if it is not one."""
     try:
         sock = socket.socket(fileno=fd)
     except OSError as e:
@@ -246,14 +275,12 @@ def inherited(fd: int, origin: str) -> Listener:
     return Listener(sock, describe(sock))
 
 
-def systemd_fds(environ: MutableMapping[str, str]) -> list[int]:
-    """The sockets systemd passed to this process (none if it passed none, or to another
-    process); removes the variables so that no child takes them as well."""
+def systemd_fds(environ: Mapping[str, str]) -> list[int]:
+    """The sockets systemd passed to this process (none if it passed none, or passed
+    them to another process: ``LISTEN_PID`` is the pid they are for)."""
     count, pid = environ.get("LISTEN_FDS", ""), environ.get("LISTEN_PID", "")
-    if not count or not pid.isdigit() or int(pid) != os.getpid() or not count.isdigit():
+    if not count.isdigit() or not pid.isdigit() or int(pid) != os.getpid():
         return []
-    for name in SYSTEMD_VARIABLES:
-        environ.pop(name, None)
     return list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(count)))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
 import resource
 import signal
@@ -72,6 +73,8 @@ METRICS_NEEDS = (("aiohttp", "metrics"), ("prometheus_client", "metrics"))
 
 def missing_extra(config: Config) -> str | None:
     """One line naming the install command if a setting needs a library that is missing."""
+    if config.reload and importlib.util.find_spec("watchfiles") is None:
+        return "--reload needs watchfiles: pip install 'aiotcp[reload]'"
     if config.metrics_port:
         for module, extra in METRICS_NEEDS:
             try:

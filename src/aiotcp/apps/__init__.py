@@ -58,6 +58,10 @@ def load_app(config: Config) -> App:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise AppError(f"cannot import app module {module_name!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 (the module itself raised: a bad deploy, a typo)
+        raise AppError(
+            f"cannot import app module {module_name!r}: {type(e).__name__}: {e}"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         try:
