@@ -59,9 +59,10 @@ def serve_main(argv: list[str]) -> int:
     return launch(config, args, config_file)
 
 
-USAGE = """usage: aiotcp {serve,client,bench,compare} [options]
+USAGE = """usage: aiotcp {serve,check,client,bench,compare} [options]
 
   serve     run a server (default app: reply '已收到: <message>' on 127.0.0.1:8888)
+  check     load what 'serve' would serve with the same flags, print it, exit 0 or 1
   client    send stdin lines to a server (plain TCP or TLS) and print the replies
   bench     load-test a server speaking aiotcp's framings
   compare   benchmark aiotcp against baseline servers and write a report
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = args[0], args[1:]
     if command == "serve":
         return serve_main(configmod.join_repeated(rest))
+    if command == "check":
+        from aiotcp.check import check_main
+
+        return check_main(rest, serve_parser)
     if command == "client":
         from aiotcp.client import client_main
 
