@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aiotcp.workers import RESTART_BACKOFF_MAX, STABLE_AFTER, restart_backoff
+from aiotcp.workerprocess import RESTART_BACKOFF_MAX, STABLE_AFTER, restart_backoff
 from support.clients import ACK, LineClient
 from support.metrics import http_get, scrape, scraped
 from support.ports import free_port, taken_port

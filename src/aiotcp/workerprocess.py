@@ -1,4 +1,5 @@
-"""One worker process: how the supervisor starts it, and how it gets its Config.
+"""One worker process: how the supervisor starts it, how it gets its Config, and the
+supervisor's record of it (its generation, its restart backoff, its stop signals).
 
 A worker is ``python -c BOOT`` with no arguments: its Config arrives as JSON on a pipe
 (its stdin), never in argv, so no setting (a store or Redis password, say) can be read
@@ -28,6 +29,15 @@ from aiotcp.observe.snapshots import ENV_DIR, ENV_SERIAL, ENV_TIMED, write_failu
 
 BOOT = "from aiotcp.workerprocess import worker_main; raise SystemExit(worker_main())"
 
+# First restart after 0.1 s (systemd's default RestartSec), doubling per quick failure up
+# to 10 s, so a crash loop neither spins the CPU nor leaves a slot dead for long.
+RESTART_BACKOFF_INITIAL = 0.1
+RESTART_BACKOFF_MAX = 10.0
+# A worker that ran this long before dying was healthy: its next restart is immediate-ish.
+STABLE_AFTER = 10.0
+# A generation's life: booting -> serving -> retiring, or booting -> failed.
+BOOTING, SERVING, RETIRING, FAILED = "booting", "serving", "retiring", "failed"
+
 # The supervisor's pid, so that a worker can tell it has already lost its parent.
 ENV_SUPERVISOR = "AIOTCP_WORKER_SUPERVISOR"
 
@@ -35,6 +45,57 @@ ENV_SUPERVISOR = "AIOTCP_WORKER_SUPERVISOR"
 # listeners, runs alone, and leaves metrics, reloading and rolling to the supervisor.
 WORKER_ONLY = {"workers": "0", "reuse_port": False, "metrics_port": 0, "reload": False,
                "bind": "", "uds": ""}  # fmt: skip
+
+
+def restart_backoff(failures: int, uptime: float) -> tuple[int, float]:
+    """(quick failures so far, seconds to wait) after a worker died after ``uptime`` s.
+
+    A worker that stayed up ``STABLE_AFTER`` seconds resets the count, so one crash of a
+    healthy worker restarts it after ``RESTART_BACKOFF_INITIAL``.
+    """
+    failures = 1 if uptime >= STABLE_AFTER else failures + 1
+    return failures, min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_INITIAL * 2 ** (failures - 1))
+
+
+def other_stop_signal(sig: int) -> int:
+    """The stop signal that forces a worker that got ``sig``: two signals of one kind can
+    merge into one while the worker has not handled the first (POSIX does not queue them)."""
+    return signal.SIGINT if sig == signal.SIGTERM else signal.SIGTERM
+
+
+@dataclasses.dataclass(eq=False)
+class Worker:
+    """One worker process of one generation."""
+
+    slot: int
+    generation: Generation
+    serial: int
+    proc: asyncio.subprocess.Process
+    started_at: float
+    ready: bool = False
+    stop_sig: int = 0  # the first stop signal it was sent (0: none yet)
+    forced: bool = False
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+
+@dataclasses.dataclass(eq=False)
+class Generation:
+    """The workers started together from one Config; a slot's dead worker is replaced."""
+
+    number: int
+    config: Config
+    state: str = BOOTING
+    workers: list[Worker | None] = dataclasses.field(default_factory=list)
+    failures: list[int] = dataclasses.field(default_factory=list)
+
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers if w is not None and w.alive]
+
+    def pids(self) -> str:
+        return " ".join(str(w.proc.pid) for w in self.live())
 
 
 def worker_config(config: Config, fds: list[int]) -> Config:

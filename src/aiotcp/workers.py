@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -59,20 +58,27 @@ from typing import Any
 from aiotcp.config import Config, ConfigError
 from aiotcp.listeners import Listener, ListenerError, close_listeners, open_listeners
 from aiotcp.observe.snapshots import SnapshotAggregator
-from aiotcp.workerprocess import send_config, start_process, worker_config, worker_environment
+from aiotcp.workerprocess import (
+    FAILED,
+    RETIRING,
+    SERVING,
+    Generation,
+    Worker,
+    other_stop_signal,
+    restart_backoff,
+    send_config,
+    start_process,
+    worker_config,
+    worker_environment,
+)
 
 log = logging.getLogger("aiotcp.workers")
 
-# First restart after 0.1 s (systemd's default RestartSec), doubling per quick failure up
-# to 10 s, so a crash loop neither spins the CPU nor leaves a slot dead for long.
-RESTART_BACKOFF_INITIAL = 0.1
-RESTART_BACKOFF_MAX = 10.0
-# A worker that ran this long before dying was healthy: its next restart is immediate-ish.
-STABLE_AFTER = 10.0
 # A worker that has not started serving this long after spawn has failed to boot.
 BOOT_TIMEOUT = 30.0
 # After the drain deadline (shutdown_timeout), workers get this long to exit, then SIGKILL.
 KILL_GRACE = 5.0
+
 READY_POLL = 0.02
 
 # What a roll keeps from the running supervisor: the listeners are open already and the
@@ -80,62 +86,8 @@ READY_POLL = 0.02
 FIXED_SETTINGS = ("host", "port", "bind", "uds", "uds_mode", "fd", "reuse_port",
                   "metrics_host", "metrics_port", "reload")  # fmt: skip
 
-# A generation's life: booting -> serving -> retiring, or booting -> failed.
-BOOTING, SERVING, RETIRING, FAILED = "booting", "serving", "retiring", "failed"
-
 # A source of file changes for --reload: called with the callback to call on each change.
 Watcher = Callable[[Callable[[str], None]], Awaitable[None]]
-
-
-def restart_backoff(failures: int, uptime: float) -> tuple[int, float]:
-    """(quick failures so far, seconds to wait) after a worker died after ``uptime`` s.
-
-    A worker that stayed up ``STABLE_AFTER`` seconds resets the count, so one crash of a
-    healthy worker restarts it after ``RESTART_BACKOFF_INITIAL``.
-    """
-    failures = 1 if uptime >= STABLE_AFTER else failures + 1
-    return failures, min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_INITIAL * 2 ** (failures - 1))
-
-
-def other_stop_signal(sig: int) -> int:
-    """The stop signal that forces a worker that got ``sig``: two signals of one kind can
-    merge into one while the worker has not handled the first (POSIX does not queue them)."""
-    return signal.SIGINT if sig == signal.SIGTERM else signal.SIGTERM
-
-
-@dataclasses.dataclass(eq=False)
-class Worker:
-    """One worker process of one generation."""
-
-    slot: int
-    generation: Generation
-    serial: int
-    proc: asyncio.subprocess.Process
-    started_at: float
-    ready: bool = False
-    stop_sig: int = 0  # the first stop signal it was sent (0: none yet)
-    forced: bool = False
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.returncode is None
-
-
-@dataclasses.dataclass(eq=False)
-class Generation:
-    """The workers started together from one Config; a slot's dead worker is replaced."""
-
-    number: int
-    config: Config
-    state: str = BOOTING
-    workers: list[Worker | None] = dataclasses.field(default_factory=list)
-    failures: list[int] = dataclasses.field(default_factory=list)
-
-    def live(self) -> list[Worker]:
-        return [w for w in self.workers if w is not None and w.alive]
-
-    def pids(self) -> str:
-        return " ".join(str(w.proc.pid) for w in self.live())
 
 
 class Supervisor:
