@@ -218,22 +218,19 @@ def test_workers_die_with_a_killed_supervisor(spawn_server: SpawnServer) -> None
         wait_until(lambda pid=pid: not pid_alive(pid), what=f"orphaned worker {pid} to exit")
 
 
-def test_readyz_needs_every_worker_ready_by_its_app(
-    tmp_path: Path, spawn_server: SpawnServer
-) -> None:
+def test_readyz_needs_every_worker_ready_by_its_app(tmp_path: Path) -> None:
+    """The supervisor's rule, whatever loop the workers run: once is enough."""
     metrics_port = free_port()
-    server = spawn_server(
-        ["--workers", "2", "--app", "ready_apps:app", "--metrics-port", str(metrics_port)],
-        env={"READY_DIR": str(tmp_path)},
-    )
-    _first, second = worker_pids(server)
-    wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
-    down = tmp_path / f"down-{second}"
-    down.touch()  # one worker's app says it cannot serve (its broker is down, say)
-    wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 503, what="/readyz 503")
-    down.unlink()
-    wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200 again")
-    assert server.stop() == 0
+    args = ["--workers", "2", "--app", "ready_apps:app", "--metrics-port", str(metrics_port)]
+    with ServerProcess(args, env={"READY_DIR": str(tmp_path)}) as server:
+        _first, second = worker_pids(server)
+        wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
+        down = tmp_path / f"down-{second}"
+        down.touch()  # one worker's app says it cannot serve (its broker is down, say)
+        wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 503, what="/readyz 503")
+        down.unlink()
+        wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200 again")
+        assert server.stop() == 0
 
 
 def test_no_setting_is_in_a_worker_command_line_or_added_to_its_environment() -> None:
