@@ -221,6 +221,7 @@ class LineCodec:
     def encode(self, replies: list[str]) -> bytes:
         """Raises ValueError if a reply holds a line break, TypeError if one is not a str."""
         out = "\n".join(replies).encode() + b"\n"
+        # One C loop over the bytes (cheaper than testing each reply from Python).
         if out.count(b"\n") != len(replies):
             raise ValueError("a reply holds a line break")
         return out
