@@ -48,7 +48,8 @@ DEFAULT_MAX_SUBSCRIPTIONS = 100
 
 ENV_PREFIX = "AIOTCP_"
 
-FRAMINGS = ("line", "length", "raw")
+# The built-in framings (aiotcp.codecs.BUILTIN; a test checks they agree).
+FRAMINGS = ("line", "length", "varint", "raw")
 APIS = ("handler", "streams")
 LOOPS = ("auto", "uvloop", "asyncio")
 LOG_FORMATS = ("text", "json")
@@ -71,6 +72,15 @@ class Config:
     host: str = field(default="127.0.0.1", metadata=_opt("address to listen on"))
     port: int = field(default=8888, metadata=_opt("TCP port (0 picks a free one)"))
     framing: str = field(default="line", metadata=_opt("message framing", FRAMINGS))
+    codec: str = field(
+        default="",
+        metadata=_opt("a codec of your own, 'module:attr' (a class or factory called with "
+                      "max_line, one codec per connection); overrides --framing"),
+    )
+    binary: bool = field(
+        default=False,
+        metadata=_opt("built-in framings deliver bytes and take bytes-like replies (no UTF-8)"),
+    )
     app: str = field(
         default="ack", metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub' or 'module:attr'")
     )
@@ -188,6 +198,9 @@ class Config:
         for name in ("max_pipeline", "handler_concurrency", "stream_maxlen", "max_subscriptions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.binary and self.codec:
+            raise ConfigError("binary applies to the built-in framings; a codec "
+                              "decides its own message types")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key must be given together")
         if self.tls_client_cert != "none" and not self.tls_ca:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiotcp.app import App, as_app
-from aiotcp.codecs import Codec, make_codec
+from aiotcp.codecs import AnyCodec, CodecError, builtin, checked_factory
 from aiotcp.config import Config
 from aiotcp.connection import (
     BatchConnection,
@@ -65,7 +65,7 @@ KINDS = (
 
 
 def connection_class(
-    dispatch: Dispatch, registry: Registry, stats: Stats, new_codec: Callable[[], Codec]
+    dispatch: Dispatch, registry: Registry, stats: Stats, new_codec: Callable[[], AnyCodec]
 ) -> type[Connection]:
     """The connection class for ``dispatch``'s handler kind, bound to one server."""
     kinds: dict[str, type[Connection]] = {
@@ -93,6 +93,32 @@ def connection_class(
     return cls
 
 
+def codec_factory(config: Config, app: App) -> tuple[Callable[[int], Any], str]:
+    """The codec factory (called with a frame limit) and its name: ``config.codec`` if
+    set, else the app's own codec, else the built-in ``config.framing`` (bytes with
+    ``config.binary``).
+
+    Raises CodecError (one line) if the codec cannot be imported or is not callable.
+    """
+    if config.codec:
+        from aiotcp.loading import LoadError, import_object
+
+        try:
+            factory = import_object(config.codec, "codec")
+        except LoadError as e:
+            raise CodecError(str(e)) from None
+        name = config.codec
+    elif app.codec is not None:
+        factory = app.codec
+        name = getattr(factory, "__qualname__", repr(factory))
+    else:
+        factory = builtin(config.framing, config.binary)
+        name = config.framing
+    if not callable(factory):
+        raise CodecError(f"codec {name} is not a class or factory")
+    return factory, name
+
+
 class Server:
     """An aiotcp server for one app (a handler, or a streams ``handle_client``) and one Config.
 
@@ -109,6 +135,12 @@ class Server:
         max_connections = config.max_connections or default_max_connections(_nofile())
         self.registry = Registry(config, self.stats, max_connections)
         self.dispatch = Dispatch(self.app.target, config, self.stats)
+        # What one connection's codec is made by (called with a frame limit; clients of
+        # this server in tests make theirs with it too), then the server's own.
+        self.codec_factory, codec_name = codec_factory(config, self.app)
+        self.new_codec: Callable[[], AnyCodec] = checked_factory(
+            self.codec_factory, config.max_line, codec_name
+        )
         self.connection_class = connection_class(
             self.dispatch, self.registry, self.stats, self.new_codec
         )
@@ -151,9 +183,6 @@ class Server:
         """True while serving; False before start and once shutdown began."""
         # app readiness: e.g. a broker that cannot be reached.
         return bool(self._listeners) and not self.registry.shutting_down and self.app.ready
-
-    def new_codec(self) -> Codec:
-        return make_codec(self.config.framing, self.config.max_line)
 
     # ---- startup -------------------------------------------------------------------
 
