@@ -146,6 +146,11 @@ class Config:
     tls_client_cert: str = field(
         default="none", metadata=_opt("client certificates", CLIENT_CERT_MODES)
     )
+    tcp_keepalive: str = field(
+        default="300",
+        metadata=_opt("TCP keepalive: IDLE[,INTERVAL,COUNT] seconds, or 0 (off); a vanished "
+                      "peer is dropped after IDLE + INTERVAL*COUNT (default: IDLE/3, 3)"),
+    )
     handshake_timeout: float = field(
         default=DEFAULT_HANDSHAKE_TIMEOUT,
         metadata=_opt("seconds to finish the PROXY header and TLS handshake (0 = off)"),
@@ -208,6 +213,12 @@ class Config:
         if self.tls_ca and not self.tls_cert:
             raise ConfigError("tls_ca needs tls_cert and tls_key")
         self.trusted_networks()
+        from aiotcp.keepalive import parse_keepalive
+
+        try:
+            parse_keepalive(self.tcp_keepalive)
+        except ValueError as e:
+            raise ConfigError(f"tcp_keepalive {e}") from None
         for name in (
             "idle_timeout",
             "write_timeout",

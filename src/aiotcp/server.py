@@ -34,6 +34,7 @@ from aiotcp.connection import (
 )
 from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, Dispatch
 from aiotcp.frontdoor import FrontDoorWrapper, front_door
+from aiotcp.keepalive import set_keepalive
 from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, bind_sockets
 from aiotcp.observe.stats import Stats
 from aiotcp.queued import QueuedConnection, SequentialConnection
@@ -241,6 +242,7 @@ class Server:
         socks = bind_sockets(self.config.host, self.config.port, self.config.reuse_port)
         try:
             for sock in socks:
+                set_keepalive(sock, self.config.tcp_keepalive)  # accepted sockets inherit it
                 listener = await loop.create_server(factory, sock=sock, backlog=accepts)
                 sock.listen(LISTEN_BACKLOG)  # the loop's listen() used ``accepts``
                 self._listeners.append(listener)
