@@ -146,6 +146,19 @@ class Config:
     tls_client_cert: str = field(
         default="none", metadata=_opt("client certificates", CLIENT_CERT_MODES)
     )
+    # Rate limits (aiotcp.limits): per connection by pausing reading; per IP by refusal.
+    rate_limit: str = field(
+        default="0",
+        metadata=_opt("messages per second per connection, MSGS[/BURST]; over it reading "
+                      "pauses (nothing is lost) (0 = off)"),
+    )
+    byte_rate_limit: int = field(
+        default=0, metadata=_opt("bytes per second read per connection (0 = off)")
+    )
+    max_connection_rate_per_ip: float = field(
+        default=0.0,
+        metadata=_opt("new connections per second from one IP; over it ERR busy (0 = off)"),
+    )
     tcp_keepalive: str = field(
         default="300",
         metadata=_opt("TCP keepalive: IDLE[,INTERVAL,COUNT] seconds, or 0 (off); a vanished "
@@ -214,6 +227,14 @@ class Config:
             raise ConfigError("tls_ca needs tls_cert and tls_key")
         self.trusted_networks()
         from aiotcp.keepalive import parse_keepalive
+        from aiotcp.limits import parse_rate
+
+        try:
+            parse_rate(self.rate_limit)
+        except ValueError as e:
+            raise ConfigError(f"rate_limit {e}") from None
+        if self.byte_rate_limit < 0 or not 0 <= self.max_connection_rate_per_ip < float("inf"):
+            raise ConfigError("byte_rate_limit and max_connection_rate_per_ip must be >= 0")
 
         try:
             parse_keepalive(self.tcp_keepalive)

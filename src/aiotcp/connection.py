@@ -29,6 +29,7 @@ from typing import Any
 from aiotcp.codecs import AnyCodec, Frame, FrameError, ProtocolError
 from aiotcp.dispatch import Dispatch
 from aiotcp.lifecycle import CLOSED, CLOSING, EOF, HANDLER, OPEN, Lifecycle
+from aiotcp.limits import TokenBucket
 from aiotcp.observe.stats import Stats
 from aiotcp.registry import WRITE_HIGH_WATER, WRITE_LOW_WATER, Registry
 
@@ -38,6 +39,7 @@ __all__ = ["Connection", "WRITE_HIGH_WATER", "WRITE_LOW_WATER"]
 # while another still holds it.
 HOLD_WRITE = 1  # the client is not reading its replies (output above the high-water mark)
 HOLD_PIPELINE = 2  # max_pipeline messages unanswered (queued kinds)
+HOLD_RATE = 4  # over --rate-limit or --byte-rate-limit until the budget refills
 
 # conn.send() (messages the server pushes, e.g. pub/sub) refuses to queue more than this
 # for a client that is not reading: Redis's client-output-buffer-limit for pub/sub
@@ -48,7 +50,7 @@ PUSH_BACKLOG_LIMIT = 1024 * 1024
 class Extra:
     """Per-connection data most connections never need, made on first use."""
 
-    __slots__ = ("ip", "state", "closers", "listening", "peer_eof")
+    __slots__ = ("ip", "state", "closers", "listening", "peer_eof", "buckets")
 
     def __init__(self) -> None:
         self.ip: str | None = None
@@ -57,6 +59,8 @@ class Extra:
         self.closers: list[Callable[[Connection], None]] | None = None
         self.listening = False
         self.peer_eof = False  # the client half-closed while the connection was closing
+        # --rate-limit and --byte-rate-limit budgets (aiotcp.limits), made on first read.
+        self.buckets: tuple[TokenBucket | None, TokenBucket | None] | None = None
 
 
 class Connection(Lifecycle, asyncio.Protocol):
@@ -222,10 +226,11 @@ class Connection(Lifecycle, asyncio.Protocol):
         self._transport = transport
         registry = self._registry
         ip: str | None = None
-        if registry.max_per_ip:
+        if registry.wants_ip:
             peer = transport.get_extra_info("peername")
             ip = peer[0] if isinstance(peer, tuple) else str(peer)
-            self._extra_data().ip = ip
+            if registry.max_per_ip:  # kept to give its per-IP count back
+                self._extra_data().ip = ip
         refusal = registry.admit(self, ip)
         if refusal is not None:
             code, text = refusal
@@ -570,3 +575,36 @@ def timed(cls: type[Connection], stats: Stats) -> type[Connection]:
 
     return type(cls.__name__, (cls,), {"__slots__": (), "data_received": data_received})
 
+
+
+def rate_limited(
+    cls: type[Connection], messages: tuple[float, float] | None, byte_rate: float
+) -> type[Connection]:
+    """A subclass of ``cls`` whose reads spend a message and a byte budget (token
+    buckets, ``aiotcp.limits``): over budget, reading pauses until it refills. What was
+    read is handled and answered as usual: the client is slowed, it loses nothing."""
+    base = cls.data_received
+
+    def data_received(self: Connection, data: bytes) -> None:
+        before = self.messages
+        base(self, data)
+        extra = self._extra_data()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        buckets = extra.buckets
+        if buckets is None:
+            buckets = extra.buckets = (
+                TokenBucket(messages[0], messages[1], now) if messages else None,
+                TokenBucket(byte_rate, byte_rate, now) if byte_rate else None,
+            )
+        wait = 0.0
+        msgs, byts = buckets
+        if msgs is not None:
+            wait = msgs.take(self.messages - before, now)
+        if byts is not None:
+            wait = max(wait, byts.take(len(data), now))
+        if wait > 0 and not self._holds & HOLD_RATE:
+            self._hold(HOLD_RATE)
+            loop.call_later(wait, self._release, HOLD_RATE)
+
+    return type(cls.__name__, (cls,), {"__slots__": (), "data_received": data_received})

@@ -30,11 +30,13 @@ from aiotcp.connection import (
     Connection,
     InlineConnection,
     PrefixConnection,
+    rate_limited,
     timed,
 )
 from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, Dispatch
 from aiotcp.frontdoor import FrontDoorWrapper, front_door
 from aiotcp.keepalive import set_keepalive
+from aiotcp.limits import parse_rate
 from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, bind_sockets
 from aiotcp.observe.stats import Stats
 from aiotcp.queued import QueuedConnection, SequentialConnection
@@ -66,7 +68,11 @@ KINDS = (
 
 
 def connection_class(
-    dispatch: Dispatch, registry: Registry, stats: Stats, new_codec: Callable[[], AnyCodec]
+    dispatch: Dispatch,
+    registry: Registry,
+    stats: Stats,
+    new_codec: Callable[[], AnyCodec],
+    limits: tuple[tuple[float, float] | None, float] | None = None,
 ) -> type[Connection]:
     """The connection class for ``dispatch``'s handler kind, bound to one server."""
     kinds: dict[str, type[Connection]] = {
@@ -91,6 +97,8 @@ def connection_class(
     cls: type[Connection] = type(base.__name__, (base,), attrs)
     if dispatch.timed and dispatch.kind != KIND_QUEUED:
         cls = timed(cls, stats)  # queued handlers are timed per call by Dispatch
+    if limits is not None and (limits[0] is not None or limits[1]):
+        cls = rate_limited(cls, limits[0], limits[1])
     return cls
 
 
@@ -143,7 +151,8 @@ class Server:
             self.codec_factory, config.max_line, codec_name
         )
         self.connection_class = connection_class(
-            self.dispatch, self.registry, self.stats, self.new_codec
+            self.dispatch, self.registry, self.stats, self.new_codec,
+            (parse_rate(config.rate_limit), config.byte_rate_limit),
         )
         self.addresses: list[tuple[str, int]] = []
         # TLS and the PROXY protocol, made at start (None for plain TCP).
