@@ -22,7 +22,7 @@ def test_check_prints_what_would_be_served(certs: Certs, tmp_path: Path) -> None
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert out.startswith("aiotcp check: ok\n")
-    assert "'ack' (handler api, line framing" in out
+    assert "'ack' (handler api, codec line, frames up to 65536 bytes)" in out
     assert f"unix:{tmp_path / 's.sock'}, [::1]:0" in out  # --uds and --bind replace --port
     assert "a supervisor and 2 worker(s); SIGHUP rolls them" in out
     assert f"modern profile, certificate {certs.server}" in out
@@ -43,6 +43,8 @@ BROKEN_APP = "raise RuntimeError('not deployable')\n"
     (["--tls-cert", "/no/cert.pem", "--tls-key", "/no/cert.pem"], 1,
      "cannot read TLS certificate /no/cert.pem: No such file or directory"),
     (["--store", "oracle://db/x"], 1, "store oracle://db/x: unknown scheme 'oracle'"),
+    (["--codec", "check_broken:Codec"], 1,
+     "cannot import codec module 'check_broken': RuntimeError: not deployable"),
     (["--broker", "http://u:secret@h/"], 1, "broker http://u:***@h/: Redis URL must specify"),
 ])  # fmt: skip
 def test_check_fails_with_one_line(

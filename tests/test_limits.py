@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from typing import Any
 
 import pytest
 
+from aiotcp.apps import Ack
+from aiotcp.config import Config, ConfigError
+from aiotcp.server import Server
 from support.certs import Certs
 from support.clients import ACK, LineClient, closed_by_peer, served
+from support.inprocess import RunServer
 from support.process import SpawnServer
-from support.waiting import wait_until
+from support.waiting import wait_until, wait_until_async
 
 
 def hold(port: int, n: int) -> list[LineClient]:
@@ -109,3 +115,30 @@ def test_connections_in_their_handshake_count_against_the_caps(
         for s in socks:
             s.close()
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("300", (1, 300, 100, 3)), ("5,2,4", (1, 5, 2, 4)), ("0", (0, None, None, None)),
+])
+def test_accepted_connections_carry_the_keepalive_settings(
+    spec: str, expected: tuple[Any, ...], run_server: RunServer
+) -> None:
+    """A client that vanishes without FIN or RST is found by the kernel's probes."""
+
+    async def client(server: Server, port: int) -> tuple[Any, ...]:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        await wait_until_async(lambda: server.registry.members, what="the connection")
+        sock = server.registry.members[0]._transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        on = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        got = (on, *(sock.getsockopt(socket.IPPROTO_TCP, opt) if on else None for opt in
+                     (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)))
+        writer.close()
+        return got
+
+    assert run_server(Ack(), client, tcp_keepalive=spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["x", "5,2", "0,1,1", "-1"])
+def test_a_bad_keepalive_setting_is_refused(spec: str) -> None:
+    with pytest.raises(ConfigError, match="tcp_keepalive"):
+        Config(tcp_keepalive=spec).validate()

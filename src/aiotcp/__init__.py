@@ -17,13 +17,15 @@ from typing import Any
 
 from aiotcp.app import App, State, blocking
 from aiotcp.apps import Ack, Echo
+from aiotcp.codecs import Codec, FrameError, ProtocolError
 from aiotcp.config import Config
 from aiotcp.connection import Connection
 from aiotcp.observe.stats import Stats
 from aiotcp.server import Server
 
 __all__ = [
-    "Ack", "App", "Config", "Connection", "Echo", "Server", "State", "Stats", "blocking", "serve",
+    "Ack", "App", "Codec", "Config", "Connection", "Echo", "FrameError", "ProtocolError",
+    "Server", "State", "Stats", "blocking", "serve",
 ]
 __version__ = "0.1.0"
 

@@ -102,15 +102,21 @@ class State:
 
 
 class App:
-    """A handler with its lifespan. ``aiotcp serve --app module:app`` serves it.
+    """A handler with its lifespan (and its codec, for an app that speaks its own
+    protocol). ``aiotcp serve --app module:app`` serves it.
 
     ``App(handler)`` wraps a plain handler; ``@app.handler`` and ``@app.lifespan`` set
     them by decoration. Lifespans enter in the order given and exit in reverse.
     """
 
-    def __init__(self, handler: Any = None, *, lifespan: Lifespan | None = None) -> None:
+    def __init__(
+        self, handler: Any = None, *, lifespan: Lifespan | None = None, codec: Any = None
+    ) -> None:
         self.state = State()
         self._handler = handler
+        # The app's own protocol: a codec class or factory called with max_line, one
+        # codec per connection (see aiotcp.codecs.contract); None: the --framing given.
+        self.codec = codec
         self._lifespans: list[Lifespan] = [lifespan] if lifespan is not None else []
         # App hooks: the serving server's counters, set by the server
         # before the lifespan runs; readiness checks; drain callbacks.

@@ -70,18 +70,16 @@ def check(config: Config) -> list[tuple[str, str]]:
 def _app(config: Config) -> str:
     from aiotcp.app import AppError
     from aiotcp.apps import load_app
-    from aiotcp.codecs import make_codec
+    from aiotcp.codecs import CodecError, checked_factory
+    from aiotcp.server import codec_factory
 
     try:
-        load_app(config)
-    except AppError as e:
+        app = load_app(config)
+        factory, codec = codec_factory(config, app)
+        checked_factory(factory, config.max_line, codec)  # makes one, as the server does
+    except (AppError, CodecError) as e:
         raise CheckError(str(e)) from None
-    try:
-        make_codec(config.framing, config.max_line)
-    except ValueError as e:
-        raise CheckError(str(e)) from None
-    return (f"{config.app!r} ({config.api} api, {config.framing} framing, "
-            f"frames up to {config.max_line} bytes)")  # fmt: skip
+    return f"{config.app!r} ({config.api} api, codec {codec}, frames up to {config.max_line} bytes)"
 
 
 def _listeners(config: Config) -> str:

@@ -16,7 +16,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from aiotcp.codecs import FrameError, make_codec
+from aiotcp.codecs import FrameError, ProtocolError, make_codec
 
 # Replies can be longer than the server's --max-line (prefix + message): the client
 # only protects itself from a runaway frame.
@@ -196,6 +196,9 @@ class ReplyPrinter:
                 self._changed.set()
         except (ConnectionError, ssl.SSLError):
             pass
+        except ProtocolError as e:  # a reply over MAX_REPLY, or not the framing asked for
+            sys.stderr.write(f"aiotcp client: the server's reply broke the {self.framing} "
+                             f"framing: {e.code} {e.text}\n")
         finally:
             if self.framing == "raw" and self.count:
                 sys.stdout.write("\n")

@@ -48,7 +48,8 @@ DEFAULT_MAX_SUBSCRIPTIONS = 100
 
 ENV_PREFIX = "AIOTCP_"
 
-FRAMINGS = ("line", "length", "raw")
+# The built-in framings (aiotcp.codecs.BUILTIN; a test checks they agree).
+FRAMINGS = ("line", "length", "varint", "raw")
 APIS = ("handler", "streams")
 LOOPS = ("auto", "uvloop", "asyncio")
 LOG_FORMATS = ("text", "json")
@@ -82,6 +83,15 @@ class Config:
     host: str = field(default="127.0.0.1", metadata=_opt("address to listen on"))
     port: int = field(default=8888, metadata=_opt("TCP port (0 picks a free one)"))
     framing: str = field(default="line", metadata=_opt("message framing", FRAMINGS))
+    codec: str = field(
+        default="",
+        metadata=_opt("a codec of your own, 'module:attr' (a class or factory called with "
+                      "max_line, one codec per connection); overrides --framing"),
+    )
+    binary: bool = field(
+        default=False,
+        metadata=_opt("built-in framings deliver bytes and take bytes-like replies (no UTF-8)"),
+    )
     app: str = field(
         default="ack", metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub' or 'module:attr'")
     )
@@ -150,6 +160,24 @@ class Config:
     tls_ca: str = field(default="", metadata=_opt("CA bundle (PEM) to verify client certificates"))
     tls_client_cert: str = field(
         default="none", metadata=_opt("client certificates", CLIENT_CERT_MODES)
+    )
+    # Rate limits (aiotcp.limits): per connection by pausing reading; per IP by refusal.
+    rate_limit: str = field(
+        default="0",
+        metadata=_opt("messages per second per connection, MSGS[/BURST]; over it reading "
+                      "pauses (nothing is lost) (0 = off)"),
+    )
+    byte_rate_limit: int = field(
+        default=0, metadata=_opt("bytes per second read per connection (0 = off)")
+    )
+    max_connection_rate_per_ip: float = field(
+        default=0.0,
+        metadata=_opt("new connections per second from one IP; over it ERR busy (0 = off)"),
+    )
+    tcp_keepalive: str = field(
+        default="300",
+        metadata=_opt("TCP keepalive: IDLE[,INTERVAL,COUNT] seconds, or 0 (off); a vanished "
+                      "peer is dropped after IDLE + INTERVAL*COUNT (default: IDLE/3, 3)"),
     )
     handshake_timeout: float = field(
         default=DEFAULT_HANDSHAKE_TIMEOUT,
@@ -228,6 +256,9 @@ class Config:
         for name in ("max_pipeline", "handler_concurrency", "stream_maxlen", "max_subscriptions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
+        if self.binary and self.codec:
+            raise ConfigError("binary applies to the built-in framings; a codec "
+                              "decides its own message types")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key must be given together")
         if self.tls_client_cert != "none" and not self.tls_ca:
@@ -235,6 +266,20 @@ class Config:
         if self.tls_ca and not self.tls_cert:
             raise ConfigError("tls_ca needs tls_cert and tls_key")
         self.trusted_networks()
+        from aiotcp.keepalive import parse_keepalive
+        from aiotcp.limits import parse_rate
+
+        try:
+            parse_rate(self.rate_limit)
+        except ValueError as e:
+            raise ConfigError(f"rate_limit {e}") from None
+        if self.byte_rate_limit < 0 or not 0 <= self.max_connection_rate_per_ip < float("inf"):
+            raise ConfigError("byte_rate_limit and max_connection_rate_per_ip must be >= 0")
+
+        try:
+            parse_keepalive(self.tcp_keepalive)
+        except ValueError as e:
+            raise ConfigError(f"tcp_keepalive {e}") from None
         for name in (
             "idle_timeout",
             "write_timeout",

@@ -26,9 +26,10 @@ from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any
 
-from aiotcp.codecs import Codec, Frame, FrameError
+from aiotcp.codecs import AnyCodec, Frame, FrameError, ProtocolError
 from aiotcp.dispatch import Dispatch
 from aiotcp.lifecycle import CLOSED, CLOSING, EOF, HANDLER, OPEN, Lifecycle
+from aiotcp.limits import TokenBucket
 from aiotcp.observe.stats import Stats
 from aiotcp.registry import WRITE_HIGH_WATER, WRITE_LOW_WATER, Registry
 
@@ -38,6 +39,7 @@ __all__ = ["Connection", "WRITE_HIGH_WATER", "WRITE_LOW_WATER"]
 # while another still holds it.
 HOLD_WRITE = 1  # the client is not reading its replies (output above the high-water mark)
 HOLD_PIPELINE = 2  # max_pipeline messages unanswered (queued kinds)
+HOLD_RATE = 4  # over --rate-limit or --byte-rate-limit until the budget refills
 
 # conn.send() (messages the server pushes, e.g. pub/sub) refuses to queue more than this
 # for a client that is not reading: Redis's client-output-buffer-limit for pub/sub
@@ -48,7 +50,7 @@ PUSH_BACKLOG_LIMIT = 1024 * 1024
 class Extra:
     """Per-connection data most connections never need, made on first use."""
 
-    __slots__ = ("ip", "state", "closers", "listening", "peer_eof")
+    __slots__ = ("ip", "state", "closers", "listening", "peer_eof", "buckets")
 
     def __init__(self) -> None:
         self.ip: str | None = None
@@ -57,6 +59,8 @@ class Extra:
         self.closers: list[Callable[[Connection], None]] | None = None
         self.listening = False
         self.peer_eof = False  # the client half-closed while the connection was closing
+        # --rate-limit and --byte-rate-limit budgets (aiotcp.limits), made on first read.
+        self.buckets: tuple[TokenBucket | None, TokenBucket | None] | None = None
 
 
 class Connection(Lifecycle, asyncio.Protocol):
@@ -89,11 +93,11 @@ class Connection(Lifecycle, asyncio.Protocol):
     _stats: Stats
     _handle: Any
     _prefix: bytes
-    _new_codec: Callable[[], Codec]
+    _new_codec: Callable[[], AnyCodec]
 
     def __init__(self) -> None:
         self._transport: Any = None
-        self._codec: Codec | None = None  # made on the first read: holding costs no codec
+        self._codec: AnyCodec | None = None  # made on the first read: holding costs no codec
         self._state = OPEN  # see aiotcp.lifecycle
         self._holds = 0  # HOLD_* bits: why reading is paused
         self._extra: Extra | None = None
@@ -158,7 +162,7 @@ class Connection(Lifecycle, asyncio.Protocol):
         return False
 
     @property
-    def codec(self) -> Codec:
+    def codec(self) -> AnyCodec:
         codec = self._codec
         if codec is None:
             codec = self._codec = self._new_codec()
@@ -222,11 +226,12 @@ class Connection(Lifecycle, asyncio.Protocol):
         self._transport = transport
         registry = self._registry
         ip: str | None = None
-        if registry.max_per_ip:
+        if registry.wants_ip:
             peer = transport.get_extra_info("peername")
             # A Unix-socket client has no IP: its socket path, or "unix" if unnamed.
             ip = peer[0] if isinstance(peer, tuple) else (str(peer) or "unix")
-            self._extra_data().ip = ip
+            if registry.max_per_ip:  # kept to give its per-IP count back
+                self._extra_data().ip = ip
         refusal = registry.admit(self, ip)
         if refusal is not None:
             code, text = refusal
@@ -241,9 +246,22 @@ class Connection(Lifecycle, asyncio.Protocol):
         )
 
     def eof_received(self) -> bool:
-        """Half-close: every complete message is answered, then the connection closes."""
+        """Half-close: every complete message is answered (with those the codec finds
+        complete at EOF), then the connection closes."""
         if self._state != OPEN:
             return self._client_eof()
+        codec = self._codec
+        if codec is not None:
+            try:
+                last = codec.eof()
+            except ProtocolError as e:
+                self._violation(codec, e)
+                last = []
+            except Exception as e:
+                self._codec_failed(e)
+                return True
+            if last and self._state == OPEN:
+                self._receive(codec, last, codec.clean)
         self._begin_close(EOF)
         self._settle()
         return True  # keep the write side open until our replies are out
@@ -347,50 +365,82 @@ class Connection(Lifecycle, asyncio.Protocol):
             except Exception as e:
                 replies.append(dispatch.internal_error(e, codec))
 
-    def _write_replies(self, codec: Codec, replies: list[Any]) -> None:
+    def _write_replies(self, codec: AnyCodec, replies: list[Any]) -> None:
         """Encode and write ``replies`` in one write; None means no reply."""
         try:
             out = codec.encode(replies) if replies else b""
-        except (TypeError, ValueError, AttributeError):  # a None, or a reply it cannot carry
+        except Exception:  # a None, or a reply it cannot carry: reply by reply
             out = self._encode_each(codec, replies)
         if out:
             self.bytes_out += len(out)
             self._transport.write(out)
 
     def _encode_each(
-        self, codec: Codec, replies: Sequence[Any], replace: bool = True
+        self, codec: AnyCodec, replies: Sequence[Any], replace: bool = True
     ) -> bytes:
         """Encode reply by reply: None is no reply; a reply the protocol cannot carry (not
         a str, a line break under line framing) is logged and counted, and becomes the
-        internal error (``replace``: a reply keeps its place in the order) or nothing."""
+        internal error (``replace``: a reply keeps its place in the order) or nothing.
+        A codec that cannot encode even its own error is broken: the connection closes."""
         chunks: list[bytes] = []
         for r in replies:
             if r is None:
                 continue
             try:
                 chunks.append(codec.encode([r]))
-            except (TypeError, ValueError, AttributeError) as e:
+            except Exception as e:
                 error = self._dispatch.bad_reply(r, e, codec)
                 if replace and error is not None:
-                    chunks.append(codec.encode([error]))
+                    try:
+                        chunks.append(codec.encode([error]))
+                    except Exception as broken:
+                        self._codec_failed(broken)
+                        break
         return b"".join(chunks)
 
-    def _answer(self, codec: Codec, frames: list[Frame]) -> None:
-        """Answer the frames of one read, one call per message (InlineConnection has
-        this inlined: it is its hot path)."""
+    def _feed(self, data: bytes) -> list[Any] | None:
+        """Count ``data`` and feed it to the codec: the complete frames, or None if there
+        are none or the codec refused the input (then the connection is closing)."""
+        self.bytes_in += len(data)
+        codec = self._codec
+        if codec is None:
+            codec = self._codec = self._new_codec()
+        try:
+            return codec.feed(data) or None
+        except ProtocolError as e:
+            self._violation(codec, e)
+        except Exception as e:
+            self._codec_failed(e)
+        return None
+
+    def _receive(self, codec: AnyCodec, frames: list[Any], clean: bool) -> None:
+        """What this kind does with decoded frames (``clean``: no FrameError among them)."""
         self.last_message = self._registry.clock
-        if codec.clean:
-            self._write_replies(codec, self._handle_each(frames))  # type: ignore[arg-type]
+        if clean:
+            self._write_replies(codec, self._handle_each(frames))
         else:
             self._mixed(codec, frames)
 
-    def _mixed(self, codec: Codec, frames: list[Frame]) -> None:
+    def _violation(self, codec: AnyCodec, e: ProtocolError) -> None:
+        """The codec found a violation: the messages before it are answered, then the
+        protocol's error reply, then the connection closes (logged in one line)."""
+        self._dispatch.violation(self.peer, e)
+        self._receive(codec, [*e.messages, FrameError(e.code, e.text, fatal=True)], False)
+
+    def _codec_failed(self, exc: BaseException) -> None:
+        """A bug in the codec: this connection closes, the traceback is logged."""
+        self._dispatch.codec_failed(exc)
+        t = self._transport
+        if self._begin_close("codec") and t is not None and not t.is_closing():
+            t.close()
+
+    def _mixed(self, codec: AnyCodec, frames: list[Frame]) -> None:
         """A read whose frames include errors: answer each frame in order."""
         replies: list[Any] = []
         fatal: FrameError | None = None
         for f in frames:
             if type(f) is not FrameError:
-                replies.extend(self._handle_each([f]))  # type: ignore[list-item]
+                replies.extend(self._handle_each([f]))
                 if self._state:
                     break
             else:
@@ -425,15 +475,22 @@ class InlineConnection(Connection):
         codec = self._codec
         if codec is None:
             codec = self._codec = self._new_codec()
-        frames = codec.feed(data)
+        # _feed, _handle_each and _write_replies, inlined: this is the hot path of every
+        # sync handler.
+        try:
+            frames = codec.feed(data)
+        except ProtocolError as e:
+            self._violation(codec, e)
+            return
+        except Exception as e:
+            self._codec_failed(e)
+            return
         if not frames:
             return
         self.last_message = self._registry.clock
         if not codec.clean:
             self._mixed(codec, frames)
             return
-        # _handle_each and _write_replies, inlined: this is the hot path of every
-        # sync handler.
         handle = self._handle
         replies: list[Any] = []
         append = replies.append
@@ -447,7 +504,7 @@ class InlineConnection(Connection):
         self.messages += len(replies)
         try:
             out = codec.encode(replies)
-        except (TypeError, ValueError, AttributeError):  # a None, or a reply it cannot carry
+        except Exception:  # a None, or a reply it cannot carry: reply by reply
             out = self._encode_each(codec, replies)
             if not out:
                 return
@@ -463,15 +520,15 @@ class BatchConnection(Connection):
     def data_received(self, data: bytes) -> None:
         if self._state:
             return
-        self.bytes_in += len(data)
-        codec = self._codec
-        if codec is None:
-            codec = self._codec = self._new_codec()
-        frames = codec.feed(data)
-        if not frames:
-            return
+        frames = self._feed(data)
+        if frames is not None:
+            codec = self._codec
+            assert codec is not None
+            self._receive(codec, frames, codec.clean)
+
+    def _receive(self, codec: AnyCodec, frames: list[Any], clean: bool) -> None:
         self.last_message = self._registry.clock
-        if codec.clean:
+        if clean:
             self.messages += len(frames)
             self._write_replies(codec, self._dispatch.run_batch(self, frames))
         else:
@@ -486,12 +543,12 @@ class PrefixConnection(Connection):
     def data_received(self, data: bytes) -> None:
         if self._state:
             return
-        self.bytes_in += len(data)
         codec = self._codec
         if codec is None:
             codec = self._codec = self._new_codec()
         done = codec.prefix_frames(data, self._prefix)
         if done is not None:
+            self.bytes_in += len(data)
             out, n = done
             if n:
                 self.messages += n
@@ -499,9 +556,9 @@ class PrefixConnection(Connection):
                 self.bytes_out += len(out)
                 self._transport.write(out)
             return
-        frames = codec.feed(data)
-        if frames:
-            self._answer(codec, frames)
+        frames = self._feed(data)
+        if frames is not None:
+            self._receive(codec, frames, codec.clean)
 
 
 def timed(cls: type[Connection], stats: Stats) -> type[Connection]:
@@ -519,3 +576,36 @@ def timed(cls: type[Connection], stats: Stats) -> type[Connection]:
 
     return type(cls.__name__, (cls,), {"__slots__": (), "data_received": data_received})
 
+
+
+def rate_limited(
+    cls: type[Connection], messages: tuple[float, float] | None, byte_rate: float
+) -> type[Connection]:
+    """A subclass of ``cls`` whose reads spend a message and a byte budget (token
+    buckets, ``aiotcp.limits``): over budget, reading pauses until it refills. What was
+    read is handled and answered as usual: the client is slowed, it loses nothing."""
+    base = cls.data_received
+
+    def data_received(self: Connection, data: bytes) -> None:
+        before = self.messages
+        base(self, data)
+        extra = self._extra_data()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        buckets = extra.buckets
+        if buckets is None:
+            buckets = extra.buckets = (
+                TokenBucket(messages[0], messages[1], now) if messages else None,
+                TokenBucket(byte_rate, byte_rate, now) if byte_rate else None,
+            )
+        wait = 0.0
+        msgs, byts = buckets
+        if msgs is not None:
+            wait = msgs.take(self.messages - before, now)
+        if byts is not None:
+            wait = max(wait, byts.take(len(data), now))
+        if wait > 0 and not self._holds & HOLD_RATE:
+            self._hold(HOLD_RATE)
+            loop.call_later(wait, self._release, HOLD_RATE)
+
+    return type(cls.__name__, (cls,), {"__slots__": (), "data_received": data_received})

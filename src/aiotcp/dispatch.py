@@ -103,8 +103,8 @@ class Dispatch:
         self.running: set[asyncio.Task[None]] = set()  # handler tasks, for a forced stop
         self._tasks: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tracebacks_logged = 0
-        self._tracebacks_window = -LOG_INTERVAL
+        self._tracebacks = Throttle("handler error(s)")
+        self._violations = Throttle("protocol error(s)")
         # One message through the handler (see _call_full); chosen once: the timeout
         # context costs as much as a handler that returns at once.
         self.call: Callable[[Any, Any], Awaitable[Any]] = (
@@ -297,23 +297,59 @@ class Dispatch:
 
     def failed(self, exc: BaseException) -> None:
         """Log a traceback, at most TRACEBACKS_PER_INTERVAL per LOG_INTERVAL."""
-        now = time.monotonic()
-        if now - self._tracebacks_window > LOG_INTERVAL:
-            if self._tracebacks_logged > TRACEBACKS_PER_INTERVAL:
-                log.error(
-                    "%d more handler error(s) not logged",
-                    self._tracebacks_logged - TRACEBACKS_PER_INTERVAL,
-                )
-            self._tracebacks_window = now
-            self._tracebacks_logged = 0
-        self._tracebacks_logged += 1
-        if self._tracebacks_logged <= TRACEBACKS_PER_INTERVAL:
+        if self._tracebacks.allow():
             log.error(
                 "handler raised %s\n%s",
                 type(exc).__name__,
                 "".join(traceback.format_exception(exc)).rstrip(),
             )
 
+    def violation(self, peer: Any, e: Any) -> None:
+        """A client broke the protocol (a codec's ProtocolError): one line, rate-limited;
+        counted by the connection with the error reply it gets."""
+        if self._violations.allow():
+            log.warning("protocol error from %s: %s %s", _show(peer), e.code, e.text)
+
+    def codec_failed(self, exc: BaseException) -> None:
+        """A codec raised something other than ProtocolError: a bug in the codec."""
+        self.stats.error("codec")
+        if self._tracebacks.allow():
+            log.error(
+                "codec raised %s (the connection is closed)\n%s",
+                type(exc).__name__,
+                "".join(traceback.format_exception(exc)).rstrip(),
+            )
+
+
+class Throttle:
+    """At most ``per_interval`` log lines per ``interval`` seconds; the rest are counted
+    and summed up in one line when the next interval opens."""
+
+    __slots__ = ("what", "per_interval", "interval", "_logged", "_window")
+
+    def __init__(self, what: str, per_interval: int = TRACEBACKS_PER_INTERVAL,
+                 interval: float = LOG_INTERVAL) -> None:
+        self.what = what
+        self.per_interval = per_interval
+        self.interval = interval
+        self._logged = 0
+        self._window = -interval
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self._window > self.interval:
+            if self._logged > self.per_interval:
+                log.error("%d more %s not logged", self._logged - self.per_interval, self.what)
+            self._window = now
+            self._logged = 0
+        self._logged += 1
+        return self._logged <= self.per_interval
+
+
+def _show(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
 
 
 class StuckCalls(Exception):

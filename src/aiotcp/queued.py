@@ -82,13 +82,12 @@ class QueuedConnection(Connection):
     def data_received(self, data: bytes) -> None:
         if self._state:
             return
-        self.bytes_in += len(data)
-        codec = self._codec
-        if codec is None:
-            codec = self._codec = self._new_codec()
-        frames = codec.feed(data)
-        if not frames:
-            return
+        frames = self._feed(data)
+        if frames is not None:
+            self._receive(self.codec, frames, True)
+
+    def _receive(self, codec: Any, frames: list[Any], clean: bool) -> None:
+        """Queue the frames (FrameErrors among them are answered in their turn)."""
         self.last_message = self._registry.clock
         pipe = self._pipe
         if pipe is None:

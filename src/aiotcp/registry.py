@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiotcp.config import Config
+from aiotcp.limits import TokenBucket
 from aiotcp.observe.logs import log_access
 from aiotcp.observe.stats import Stats
 
@@ -143,6 +144,12 @@ class Registry:
         self.watches: dict[Member, OutputWatch] = {}
         self.max_connections = max_connections
         self.max_per_ip = config.max_connections_per_ip
+        # --max-connection-rate-per-ip: a token bucket per IP seen lately (a bucket that
+        # has refilled is dropped at the next sweep: the dict holds only recent IPs).
+        self.ip_rate = config.max_connection_rate_per_ip
+        self._ip_buckets: dict[str, TokenBucket] = {}
+        # Connections read their peer's IP only when a setting needs it.
+        self.wants_ip = bool(self.max_per_ip or self.ip_rate)
         self.idle_timeout = config.idle_timeout
         self.write_timeout = config.write_timeout
         self.access_log = config.access_log
@@ -155,8 +162,11 @@ class Registry:
     def __len__(self) -> int:
         return len(self.members)
 
-    def _refusal(self, ip: str | None) -> tuple[str, str] | None:
-        """Why a new connection from ``ip`` cannot have a place (counted), or None."""
+    def _refusal(self, ip: str | None, rate: bool = True) -> tuple[str, str] | None:
+        """Why a new connection from ``ip`` cannot have a place (counted), or None.
+
+        ``rate``: charge the IP's connection rate (admitted connections only, so a
+        connection through a handshake is charged once, with its real address)."""
         stats = self.stats
         if self.shutting_down:
             stats.refused("shutdown")
@@ -168,6 +178,14 @@ class Registry:
             if self._per_ip.get(ip, 0) >= self.max_per_ip:
                 stats.refused("busy-ip")
                 return "busy", f"too many connections from {ip} (limit {self.max_per_ip})"
+        if rate and self.ip_rate and ip is not None:
+            now = time.monotonic()
+            bucket = self._ip_buckets.get(ip)
+            if bucket is None:
+                bucket = self._ip_buckets[ip] = TokenBucket(self.ip_rate, max(1.0, self.ip_rate), now)
+            if not bucket.allows(now):
+                stats.refused("rate")
+                return "busy", f"too many new connections from {ip} (limit {self.ip_rate:g}/s)"
         return None
 
     def _count_ip(self, ip: str | None, delta: int) -> None:
@@ -182,7 +200,7 @@ class Registry:
     def hold(self, ip: str | None) -> tuple[str, str] | None:
         """A connection in its handshake takes a place (``ip``: None until known), or
         gets (code, text) of its refusal, counted. :meth:`release` gives it back."""
-        refusal = self._refusal(ip)
+        refusal = self._refusal(ip, rate=False)
         if refusal is None:
             self.held += 1
             self._count_ip(ip, 1)
@@ -300,6 +318,10 @@ class Registry:
         """Advance the clock to ``now`` and expire every member past a deadline."""
         self.clock = now
         self.watch_output(now)
+        if self._ip_buckets:
+            mono = time.monotonic()
+            for ip in [ip for ip, b in self._ip_buckets.items() if b.full(mono)]:
+                del self._ip_buckets[ip]
         for conn, code, text in self.due(now):
             conn.expire(code, text)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiotcp.app import AppError, LifespanError
+from aiotcp.codecs import CodecError
 from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.frontdoor import TLSSetupError
@@ -109,7 +110,11 @@ def run(config: Config, handler: Any = None) -> int:
 async def serve_async(config: Config, handler: Any) -> int:
     """Start, serve until a signal, drain. Returns the exit code."""
     loop = asyncio.get_running_loop()
-    server = Server(handler, config)
+    try:
+        server = Server(handler, config)
+    except (CodecError, AppError) as e:
+        log.error("%s", e)
+        return 1
     observers: list[Any] = []
     try:
         await server.start()

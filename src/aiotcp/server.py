@@ -23,17 +23,20 @@ from collections.abc import Callable
 from typing import Any
 
 from aiotcp.app import App, as_app
-from aiotcp.codecs import Codec, make_codec
+from aiotcp.codecs import AnyCodec, CodecError, builtin, checked_factory
 from aiotcp.config import Config
 from aiotcp.connection import (
     BatchConnection,
     Connection,
     InlineConnection,
     PrefixConnection,
+    rate_limited,
     timed,
 )
 from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, Dispatch
 from aiotcp.frontdoor import FrontDoorWrapper, front_door
+from aiotcp.keepalive import set_keepalive
+from aiotcp.limits import parse_rate
 from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, open_listeners
 from aiotcp.observe.stats import Stats
 from aiotcp.queued import QueuedConnection, SequentialConnection
@@ -65,7 +68,11 @@ KINDS = (
 
 
 def connection_class(
-    dispatch: Dispatch, registry: Registry, stats: Stats, new_codec: Callable[[], Codec]
+    dispatch: Dispatch,
+    registry: Registry,
+    stats: Stats,
+    new_codec: Callable[[], AnyCodec],
+    limits: tuple[tuple[float, float] | None, float] | None = None,
 ) -> type[Connection]:
     """The connection class for ``dispatch``'s handler kind, bound to one server."""
     kinds: dict[str, type[Connection]] = {
@@ -90,7 +97,35 @@ def connection_class(
     cls: type[Connection] = type(base.__name__, (base,), attrs)
     if dispatch.timed and dispatch.kind != KIND_QUEUED:
         cls = timed(cls, stats)  # queued handlers are timed per call by Dispatch
+    if limits is not None and (limits[0] is not None or limits[1]):
+        cls = rate_limited(cls, limits[0], limits[1])
     return cls
+
+
+def codec_factory(config: Config, app: App) -> tuple[Callable[[int], Any], str]:
+    """The codec factory (called with a frame limit) and its name: ``config.codec`` if
+    set, else the app's own codec, else the built-in ``config.framing`` (bytes with
+    ``config.binary``).
+
+    Raises CodecError (one line) if the codec cannot be imported or is not callable.
+    """
+    if config.codec:
+        from aiotcp.loading import LoadError, import_object
+
+        try:
+            factory = import_object(config.codec, "codec")
+        except LoadError as e:
+            raise CodecError(str(e)) from None
+        name = config.codec
+    elif app.codec is not None:
+        factory = app.codec
+        name = getattr(factory, "__qualname__", repr(factory))
+    else:
+        factory = builtin(config.framing, config.binary)
+        name = config.framing
+    if not callable(factory):
+        raise CodecError(f"codec {name} is not a class or factory")
+    return factory, name
 
 
 class Server:
@@ -109,8 +144,15 @@ class Server:
         max_connections = config.max_connections or default_max_connections(_nofile())
         self.registry = Registry(config, self.stats, max_connections)
         self.dispatch = Dispatch(self.app.target, config, self.stats)
+        # What one connection's codec is made by (called with a frame limit; clients of
+        # this server in tests make theirs with it too), then the server's own.
+        self.codec_factory, codec_name = codec_factory(config, self.app)
+        self.new_codec: Callable[[], AnyCodec] = checked_factory(
+            self.codec_factory, config.max_line, codec_name
+        )
         self.connection_class = connection_class(
-            self.dispatch, self.registry, self.stats, self.new_codec
+            self.dispatch, self.registry, self.stats, self.new_codec,
+            (parse_rate(config.rate_limit), config.byte_rate_limit),
         )
         self.addresses: list[tuple[str, int]] = []
         # TLS and the PROXY protocol, made at start (None for plain TCP).
@@ -151,9 +193,6 @@ class Server:
         """True while serving; False before start and once shutdown began."""
         # app readiness: e.g. a broker that cannot be reached.
         return bool(self._listeners) and not self.registry.shutting_down and self.app.ready
-
-    def new_codec(self) -> Codec:
-        return make_codec(self.config.framing, self.config.max_line)
 
     # ---- startup -------------------------------------------------------------------
 
@@ -213,6 +252,7 @@ class Server:
         socks = [b.sock for b in bound]
         try:
             for sock in socks:
+                set_keepalive(sock, self.config.tcp_keepalive)  # accepted sockets inherit it
                 listener = await loop.create_server(factory, sock=sock, backlog=accepts)
                 sock.listen(LISTEN_BACKLOG)  # the loop's listen() used ``accepts``
                 self._listeners.append(listener)

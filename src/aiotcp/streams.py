@@ -88,10 +88,13 @@ class StreamsConnection(Lifecycle, asyncio.StreamReaderProtocol):
         return t.get_write_buffer_size() if t is not None and self._state != CLOSED else 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._registry.max_per_ip:
+        ip: str | None = None
+        if self._registry.wants_ip:
             peer = transport.get_extra_info("peername")
-            self._ip = peer[0] if isinstance(peer, tuple) else str(peer)
-        refusal = self._registry.admit(self, self._ip)
+            ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            if self._registry.max_per_ip:  # kept to give its per-IP count back
+                self._ip = ip
+        refusal = self._registry.admit(self, ip)
         if refusal is not None:
             code, text = refusal
             self._ip = None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiotcp.app import App, AppError, as_app
 from aiotcp.apps.basic import Ack, Echo
+from aiotcp.loading import LoadError, import_object
 
 if TYPE_CHECKING:
     from aiotcp.config import Config
@@ -38,7 +39,7 @@ def load_app(config: Config) -> App:
     name = config.app
     if config.api == "handler":
         if name == "ack":
-            return App(Ack(config.ack_prefix))
+            return App(Ack(config.ack_prefix, binary=config.binary))
         if name == "echo":
             return App(Echo())
         if name in BUILTIN:
@@ -50,24 +51,13 @@ def load_app(config: Config) -> App:
                 raise AppError(f"app {name!r} needs {e.name or e}{hint}") from None
             app: App = module.make_app(config)
             return app
-    module_name, sep, attr = name.partition(":")
-    if not sep or not module_name or not attr:
+    if ":" not in name:
         choices = ", ".join(repr(n) for n in BUILTIN)
         raise AppError(f"app must be one of {choices} or 'module:attr', not {name!r}")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise AppError(f"cannot import app module {module_name!r}: {e}") from None
-    except Exception as e:  # noqa: BLE001 (the module itself raised: a bad deploy, a typo)
-        raise AppError(
-            f"cannot import app module {module_name!r}: {type(e).__name__}: {e}"
-        ) from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise AppError(f"module {module_name!r} has no attribute {attr!r}") from None
+        obj: Any = import_object(name, "app")
+    except LoadError as e:
+        raise AppError(str(e)) from None
     if not callable(obj) and not isinstance(obj, App):
         raise AppError(f"app {name!r} is not callable")
     return as_app(obj)
