@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_BENCH := $(VENV)/.installed-bench
 STAMP_DEV := $(VENV)/.installed-dev
 # What the whole suite needs: every extra, and the programs the tests start.
-DEV_EXTRAS := metrics,bench,postgres,mysql,redis,dev
+DEV_EXTRAS := metrics,bench,postgres,mysql,redis,reload,dev
 
 .PHONY: serve test install dev test-programs typecheck bench compare clean
 
@@ -31,11 +31,13 @@ install: $(STAMP_RUN)
 
 dev: $(STAMP_DEV) test-programs
 
-# HAProxy (the PROXY protocol and scale-out tests run a real one) and openssl.
+# HAProxy (the PROXY protocol and scale-out tests run a real one), openssl, and
+# systemd-socket-activate (the socket-activation test; in Debian's systemd package).
 test-programs:
-	@command -v haproxy >/dev/null && command -v openssl >/dev/null || { \
-	  echo "installing haproxy and openssl (Debian packages) for the test suite"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy openssl >/dev/null; }
+	@command -v haproxy >/dev/null && command -v openssl >/dev/null \
+	  && command -v systemd-socket-activate >/dev/null || { \
+	  echo "installing haproxy, openssl and systemd (Debian packages) for the test suite"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy openssl systemd >/dev/null; }
 
 serve: $(STAMP_RUN)
 	$(BIN)/aiotcp serve --host 127.0.0.1 --port 8888

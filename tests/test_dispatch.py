@@ -59,7 +59,7 @@ def test_ack_latency_is_timed_only_where_exported(monkeypatch: pytest.MonkeyPatc
 
 
 def test_worker_environment_asks_for_timing_only_with_metrics() -> None:
-    from aiotcp.workers import worker_environment
+    from aiotcp.workerprocess import worker_environment
 
     plain = worker_environment(Config(), {ENV_TIMED: "1"}, "/tmp/x", 1, 0)
     assert ENV_TIMED not in plain  # not inherited from the supervisor's own environment

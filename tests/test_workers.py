@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from aiotcp.workers import RESTART_BACKOFF_MAX, STABLE_AFTER, reserve_port, restart_backoff
+from aiotcp.workerprocess import RESTART_BACKOFF_MAX, STABLE_AFTER, restart_backoff
 from support.clients import ACK, LineClient
 from support.metrics import http_get, scrape, scraped
 from support.ports import free_port, taken_port
 from support.process import ServerProcess, SpawnServer, pid_alive, run_aiotcp
-from support.waiting import wait_until
+from support.waiting import HANG_GUARD, wait_until
 
 PIDS = re.compile(r"(\d+) workers serving: pids ([\d ]+)")
 RESTARTED = re.compile(r"worker (\d+) restarted \(pid (\d+)\)")
@@ -218,25 +218,145 @@ def test_workers_die_with_a_killed_supervisor(spawn_server: SpawnServer) -> None
         wait_until(lambda pid=pid: not pid_alive(pid), what=f"orphaned worker {pid} to exit")
 
 
+def test_readyz_needs_every_worker_ready_by_its_app(tmp_path: Path) -> None:
+    """The supervisor's rule, whatever loop the workers run: once is enough."""
+    metrics_port = free_port()
+    args = ["--workers", "2", "--app", "ready_apps:app", "--metrics-port", str(metrics_port)]
+    with ServerProcess(args, env={"READY_DIR": str(tmp_path)}) as server:
+        _first, second = worker_pids(server)
+        wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
+        down = tmp_path / f"down-{second}"
+        down.touch()  # one worker's app says it cannot serve (its broker is down, say)
+        wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 503, what="/readyz 503")
+        down.unlink()
+        wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200 again")
+        assert server.stop() == 0
+
+
+def test_no_setting_is_in_a_worker_command_line_or_added_to_its_environment() -> None:
+    """Workers get the Config on a pipe (no loop involved: once is enough)."""
+    env = {"AIOTCP_REDIS": "redis://:envsecret@127.0.0.1:6379/0"}
+    args = ["--workers", "2", "--store", "postgresql://u:flagsecret@127.0.0.1/db",
+            "--ack-prefix", "via the pipe: "]  # fmt: skip
+    with ServerProcess(args, env=env) as server:
+        pids = worker_pids(server)
+        for _ in range(10):  # the Config reached the workers whole
+            with LineClient(server.port) as client:
+                assert client.ask("x") == "via the pipe: x"
+        for pid in pids:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"secret" not in cmdline, cmdline
+            assert b"flagsecret" not in environ  # the supervisor adds no setting
+            assert b"envsecret" not in environ  # nor hands on its AIOTCP_* settings
+        assert server.stop() == 0
+
+
+# ---- a stop signal while a worker is being started -------------------------------------
+
+SPAWN_PATHS = {
+    # path: (workers, which start the signal lands in, what the test does once booted)
+    "boot": (2, 2, None),
+    "respawn": (1, 2, "kill"),
+    "roll": (1, 2, "hangup"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(SPAWN_PATHS))
+def test_a_stop_signal_during_a_worker_start_reaches_that_worker(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM lands while the supervisor awaits a new worker's exec (as a real signal
+    can): that worker must still get it, or the supervisor waits on it for ever. The
+    signal is delivered at that exact point by wrapping the start, on every path that
+    starts workers."""
+    import asyncio
+
+    from aiotcp import workers
+    from aiotcp.config import Config
+
+    count, at, action = SPAWN_PATHS[path]
+    config = Config(port=0, workers=str(count), shutdown_timeout=DRAIN_NEVER_ENDS)
+    supervisor = workers.Supervisor(config, rebuild=lambda: config)
+    real_start = workers.start_process
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(env: dict[str, str], fds: list[int]) -> asyncio.subprocess.Process:
+        proc = await real_start(env, fds)
+        started.append(proc)
+        if len(started) == at:
+            supervisor.on_signal(signal.SIGTERM)  # before the supervisor has seen proc
+        return proc
+
+    monkeypatch.setattr(workers, "start_process", start)
+
+    async def scenario() -> int:
+        run = asyncio.get_running_loop().create_task(supervisor.run())
+        if action is not None:
+            while supervisor.current is None:
+                assert not run.done(), "the supervisor exited before serving"
+                await asyncio.sleep(0.02)
+            if action == "kill":
+                os.kill(started[0].pid, signal.SIGKILL)
+            else:
+                supervisor.on_hangup()
+        async with asyncio.timeout(HANG_GUARD):
+            return await run
+
+    assert asyncio.run(scenario()) == 0
+    assert len(started) >= at
+    for proc in started:
+        assert proc.returncode in (0, -signal.SIGTERM, -signal.SIGKILL), proc.returncode
+
+
 # ---- the supervisor's pure parts -------------------------------------------------------
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT semantics")
-def test_reserved_port_is_shared_by_listeners_but_accepts_nothing_itself() -> None:
-    port, reserved = reserve_port("127.0.0.1", 0)
-    try:
-        assert port > 0 and len(reserved) == 1
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        listener.bind(("127.0.0.1", port))
-        listener.listen()
-        socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        listener.close()
-    finally:
-        for sock in reserved:
-            sock.close()
+def queued_connection(port: int) -> socket.socket:
+    """A client whose handshake is done and which waits in the accept queue."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    client.sendall(b"queued\n")
+    return client
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux accept queues")
+def test_a_shared_listener_keeps_its_queue_where_closing_a_reuseport_one_drops_it() -> None:
+    """Why the supervisor owns the listeners: a worker closing its copy of a shared
+    socket leaves the queue to the others; closing a SO_REUSEPORT listener resets what is
+    queued on it (net.ipv4.tcp_migrate_req off, its default)."""
+    shared = socket.socket()
+    shared.bind(("127.0.0.1", 0))
+    shared.listen()
+    worker_copy = socket.socket(fileno=os.dup(shared.fileno()))  # what a worker inherits
+    waiting = queued_connection(shared.getsockname()[1])
+    worker_copy.close()  # the old worker stops accepting
+    accepted, _ = shared.accept()  # a worker still serving takes it
+    assert accepted.recv(100) == b"queued\n"
+    for s in (accepted, waiting, shared):
+        s.close()
+
+    migrate = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+    if migrate.exists() and migrate.read_text().strip() != "0":
+        return  # this kernel migrates queued connections: nothing to show
+    first, second = socket.socket(), socket.socket()
+    for s in (first, second):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    first.bind(("127.0.0.1", 0))
+    port = first.getsockname()[1]
+    first.listen()
+    clients = [queued_connection(port) for _ in range(8)]  # all on the one listener
+    second.bind(("127.0.0.1", port))
+    second.listen()
+    first.close()
+    reset = 0
+    for c in clients:
+        try:
+            reset += c.recv(1) == b""
+        except ConnectionResetError:
+            reset += 1
+        c.close()
+    second.close()
+    assert reset == len(clients)
 
 
 def test_restart_backoff_doubles_on_quick_failures_and_resets_after_a_stable_run() -> None:

@@ -54,18 +54,15 @@ def serve_main(argv: list[str]) -> int:
     if print_config:
         print(json.dumps(asdict(config), ensure_ascii=False, indent=2))
         return 0
-    if config.worker_count() > 1:
-        from aiotcp.workers import supervise
+    from aiotcp.launch import launch
 
-        return supervise(config)
-    from aiotcp.runner import run
-
-    return run(config)
+    return launch(config, args, config_file)
 
 
-USAGE = """usage: aiotcp {serve,client,bench,compare} [options]
+USAGE = """usage: aiotcp {serve,check,client,bench,compare} [options]
 
   serve     run a server (default app: reply '已收到: <message>' on 127.0.0.1:8888)
+  check     load what 'serve' would serve with the same flags, print it, exit 0 or 1
   client    send stdin lines to a server (plain TCP or TLS) and print the replies
   bench     load-test a server speaking aiotcp's framings
   compare   benchmark aiotcp against baseline servers and write a report
@@ -80,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "serve":
-        return serve_main(rest)
+        return serve_main(configmod.join_repeated(rest))
+    if command == "check":
+        from aiotcp.check import check_main
+
+        return check_main(rest, serve_parser)
     if command == "client":
         from aiotcp.client import client_main
 

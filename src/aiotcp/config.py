@@ -55,6 +55,17 @@ LOOPS = ("auto", "uvloop", "asyncio")
 LOG_FORMATS = ("text", "json")
 CLIENT_CERT_MODES = ("none", "optional", "required")
 BROKER_MODES = ("pubsub", "streams")
+# Mozilla's server-side TLS guidelines (v5.7): intermediate is TLS 1.2 + 1.3 with AEAD
+# suites only; modern is TLS 1.3 only.
+TLS_PROFILES = ("intermediate", "modern")
+
+# Settings that may be given several times (``--bind A --bind B``), or as one
+# comma-separated value (flag, ``AIOTCP_BIND``), or as a TOML list.
+REPEATABLE = ("bind", "fd")
+
+# A Unix socket file is readable and writable by its owner and group: a proxy on the same
+# host joins the group (uvicorn's 0o666 lets every local user connect).
+DEFAULT_UDS_MODE = "660"
 
 
 class ConfigError(ValueError):
@@ -122,7 +133,11 @@ class Config:
     threads: int = field(
         default=0, metadata=_opt("threads for blocking handlers (0 = Python's default)")
     )
-    workers: str = field(default="1", metadata=_opt("worker processes ('auto' = one per core)"))
+    workers: str = field(
+        default="0",
+        metadata=_opt("worker processes under a supervisor ('auto' = one per core; "
+                      "0 = no supervisor: this process serves)"),
+    )
     reuse_port: bool = field(default=False, metadata=_opt("bind with SO_REUSEPORT"))
     metrics_port: int = field(
         default=0, metadata=_opt("serve /metrics, /healthz, /readyz on this port (0 = off)")
@@ -193,6 +208,30 @@ class Config:
     max_subscriptions: int = field(
         default=DEFAULT_MAX_SUBSCRIPTIONS, metadata=_opt("pubsub app: topics per connection")
     )
+    # ---- operations: listeners, deploys, TLS profile -------------------------------------
+    # Any of bind, uds, fd (or systemd socket activation) replaces --host/--port.
+    bind: str = field(
+        default="",
+        metadata=_opt("listen on HOST:PORT or [IPV6]:PORT; repeatable (replaces --host/--port)"),
+    )
+    uds: str = field(
+        default="", metadata=_opt("listen on a Unix socket at PATH (replaces --host/--port)")
+    )
+    uds_mode: str = field(
+        default=DEFAULT_UDS_MODE, metadata=_opt("permissions of the --uds socket file, octal")
+    )
+    fd: str = field(
+        default="",
+        metadata=_opt("serve the inherited listening socket N; repeatable (replaces --host/--port)"),
+    )
+    reload: bool = field(
+        default=False,
+        metadata=_opt("development: restart when the app's source or the config file changes"),
+    )
+    tls_profile: str = field(
+        default="intermediate",
+        metadata=_opt("TLS protocols, suites and curves: Mozilla's profile", TLS_PROFILES),
+    )
 
     def validate(self) -> Config:
         """Return self if every setting is in range; raise ConfigError naming the first bad one."""
@@ -203,6 +242,7 @@ class Config:
             ("log_format", LOG_FORMATS),
             ("tls_client_cert", CLIENT_CERT_MODES),
             ("broker_mode", BROKER_MODES),
+            ("tls_profile", TLS_PROFILES),
         ):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}")
@@ -251,18 +291,58 @@ class Config:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
         self.worker_count()
+        self.bind_addresses()
+        self.inherited_fds()
+        self.uds_permissions()
+        if self.reload and self.worker_count() > 1:
+            raise ConfigError("reload is for development: it cannot be used with workers")
         return self
 
+    def bind_addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of each ``bind`` entry. Raises ConfigError for a malformed one."""
+        out: list[tuple[str, int]] = []
+        for entry in _entries(self.bind):
+            host, sep, port = entry.rpartition(":")
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+            elif ":" in host:
+                host = ""  # an IPv6 address must be bracketed: [::1]:8888
+            if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ConfigError(f"bind: {entry!r} is not HOST:PORT or [IPV6]:PORT")
+            out.append((host, int(port)))
+        return out
+
+    def inherited_fds(self) -> list[int]:
+        """The file descriptors ``fd`` lists. Raises ConfigError for one that is not a number."""
+        fds: list[int] = []
+        for entry in _entries(self.fd):
+            if not entry.isdigit():
+                raise ConfigError(f"fd: {entry!r} is not a file descriptor number")
+            fds.append(int(entry))
+        return fds
+
+    def uds_permissions(self) -> int:
+        """``uds_mode`` as a number (``660``, ``0660`` and ``0o660`` alike)."""
+        text = self.uds_mode.strip().lower().removeprefix("0o")
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ConfigError(f"uds_mode: {self.uds_mode!r} is not an octal mode like 660")
+        return mode
+
     def worker_count(self) -> int:
-        """The number of worker processes ``workers`` asks for (``auto`` = cores)."""
+        """The number of worker processes ``workers`` asks a supervisor for (``auto`` =
+        cores); 0: no supervisor, the server is this process."""
         if self.workers == "auto":
             return os.cpu_count() or 1
         try:
             n = int(self.workers)
         except ValueError:
             raise ConfigError("workers must be a whole number or 'auto'") from None
-        if n < 1:
-            raise ConfigError("workers must be >= 1")
+        if n < 0:
+            raise ConfigError("workers must be >= 0")
         return n
 
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -287,6 +367,38 @@ class Config:
         return dataclasses.replace(self, **changes)
 
 
+def _entries(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def join_repeated(argv: list[str]) -> list[str]:
+    """``argv`` with each :data:`REPEATABLE` flag given several times folded into one
+    comma-separated flag at its first place (``--bind A --bind B`` -> ``--bind A,B``)."""
+    flags = {"--" + name.replace("_", "-") for name in REPEATABLE}
+    values: dict[str, list[str]] = {}
+    place: dict[str, int] = {}  # where each flag's value goes in ``out``
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        flag, eq, value = arg.partition("=")
+        if flag in flags and (eq or i + 1 < len(argv)):
+            if not eq:
+                i += 1
+                value = argv[i]
+            if flag not in values:
+                values[flag] = []
+                place[flag] = len(out) + 1
+                out += [flag, ""]  # the value is filled in below
+            values[flag].append(value)
+        else:
+            out.append(arg)
+        i += 1
+    for flag, given in values.items():
+        out[place[flag]] = ",".join(given)
+    return out
+
+
 def field_types() -> dict[str, type]:
     """Map each Config field name to its Python type (str, int, float or bool)."""
     types = {"str": str, "int": int, "float": float, "bool": bool}
@@ -306,6 +418,8 @@ def coerce(name: str, value: Any) -> Any:
             return False
         raise ConfigError(f"{name} must be true or false, not {value!r}")
     if kind is str:
+        if name in REPEATABLE and isinstance(value, list):
+            return ",".join(str(v) for v in value)
         return str(value)
     try:
         return kind(value)

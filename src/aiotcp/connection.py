@@ -228,7 +228,8 @@ class Connection(Lifecycle, asyncio.Protocol):
         ip: str | None = None
         if registry.wants_ip:
             peer = transport.get_extra_info("peername")
-            ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            # A Unix-socket client has no IP: its socket path, or "unix" if unnamed.
+            ip = peer[0] if isinstance(peer, tuple) else (str(peer) or "unix")
             if registry.max_per_ip:  # kept to give its per-IP count back
                 self._extra_data().ip = ip
         refusal = registry.admit(self, ip)

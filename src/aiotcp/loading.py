@@ -33,6 +33,10 @@ def import_object(spec: str, what: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as e:
         raise LoadError(f"cannot import {what} module {module_name!r}: {e}") from None
+    except Exception as e:  # noqa: BLE001 (the module itself raised: a bad deploy, a typo)
+        raise LoadError(
+            f"cannot import {what} module {module_name!r}: {type(e).__name__}: {e}"
+        ) from None
     finally:
         if added and cwd in sys.path:
             sys.path.remove(cwd)

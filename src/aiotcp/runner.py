@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
 import resource
 import signal
@@ -21,6 +22,7 @@ from aiotcp.codecs import CodecError
 from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.frontdoor import TLSSetupError
+from aiotcp.listeners import ListenerError, remove_socket_files
 from aiotcp.server import Server
 
 log = logging.getLogger("aiotcp")
@@ -72,6 +74,8 @@ METRICS_NEEDS = (("aiohttp", "metrics"), ("prometheus_client", "metrics"))
 
 def missing_extra(config: Config) -> str | None:
     """One line naming the install command if a setting needs a library that is missing."""
+    if config.reload and importlib.util.find_spec("watchfiles") is None:
+        return "--reload needs watchfiles: pip install 'aiotcp[reload]'"
     if config.metrics_port:
         for module, extra in METRICS_NEEDS:
             try:
@@ -96,8 +100,11 @@ def run(config: Config, handler: Any = None) -> int:
     except AppError as e:
         log.error("%s", e)
         return 1
-    with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-        return runner.run(serve_async(config, app))
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
+            return runner.run(serve_async(config, app))
+    finally:
+        remove_socket_files()  # a --uds file this process made
 
 
 async def serve_async(config: Config, handler: Any) -> int:
@@ -116,6 +123,9 @@ async def serve_async(config: Config, handler: Any) -> int:
         return 1
     except (LifespanError, AppError) as e:
         log.error("startup failed: %s", e)
+        return 1
+    except ListenerError as e:
+        log.error("%s", e)
         return 1
     except OSError as e:
         log.error("cannot listen on %s:%d: %s", config.host, config.port, e.strerror or e)

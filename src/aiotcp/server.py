@@ -37,7 +37,7 @@ from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, D
 from aiotcp.frontdoor import FrontDoorWrapper, front_door
 from aiotcp.keepalive import set_keepalive
 from aiotcp.limits import parse_rate
-from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, bind_sockets
+from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, open_listeners
 from aiotcp.observe.stats import Stats
 from aiotcp.queued import QueuedConnection, SequentialConnection
 from aiotcp.registry import Registry, default_max_connections
@@ -248,7 +248,8 @@ class Server:
             factory = self.front_door(factory)
         uvloop = type(loop).__module__.startswith("uvloop")
         accepts = LISTEN_BACKLOG if uvloop else ASYNCIO_ACCEPTS_PER_TURN
-        socks = bind_sockets(self.config.host, self.config.port, self.config.reuse_port)
+        bound = open_listeners(self.config)
+        socks = [b.sock for b in bound]
         try:
             for sock in socks:
                 set_keepalive(sock, self.config.tcp_keepalive)  # accepted sockets inherit it
@@ -262,10 +263,10 @@ class Server:
         # The address is always announced, whatever the level: scripts and tests that
         # bind port 0 read it (like uvicorn's "running on" line).
         level = max(logging.INFO, log.getEffectiveLevel())
-        for sock in socks:
-            host, port = sock.getsockname()[:2]
-            self.addresses.append((host, port))
-            log.log(level, "aiotcp listening on %s:%d", host, port)
+        for bound_listener in bound:
+            if bound_listener.address is not None:  # TCP; a Unix socket has only its name
+                self.addresses.append(bound_listener.address)
+            log.log(level, "aiotcp listening on %s", bound_listener.name)
 
     # ---- serve ---------------------------------------------------------------------
 

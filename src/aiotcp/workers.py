@@ -1,21 +1,40 @@
-"""Worker supervisor: N server processes sharing one port through SO_REUSEPORT.
+"""Worker supervisor: N server processes sharing the supervisor's listeners; rolling restart.
 
-``aiotcp serve --workers N`` calls :func:`supervise`. The supervisor:
+``aiotcp serve --workers N`` (and ``--reload``, with one worker) runs a :class:`Supervisor`:
 
-1. binds (without listening) a SO_REUSEPORT socket on ``host:port`` to claim the port;
-   with ``--port 0`` this picks the one port every worker then binds. It holds the
-   socket until exit, so the port stays claimed while a worker restarts;
-2. starts N processes ``python -c <boot> <config-json>``, each running the ordinary
-   ``aiotcp.runner.run`` with ``reuse_port=True``: each has its own listener and the
-   kernel spreads new connections over them;
-3. waits until every worker is serving (its first stats snapshot appears), then logs
-   ``aiotcp listening on HOST:PORT`` and the worker pids;
-4. restarts a worker that dies, after a backoff that doubles per quick failure and
+1. it opens every listener itself (:func:`aiotcp.listeners.open_listeners`: ``--bind``,
+   ``--uds``, ``--fd``, systemd's, or ``--host/--port``), and keeps them until it exits;
+2. it starts a *generation* of N workers (``python -c BOOT``, the Config on a pipe, see
+   :mod:`aiotcp.workerprocess`). Each inherits the listening sockets and runs the ordinary
+   :func:`aiotcp.runner.run` on them; every worker accepts from the same kernel queue;
+3. once every worker is serving (its first stats snapshot appears: its lifespan is up and
+   it is listening) it logs ``aiotcp listening on ...`` and the worker pids;
+4. it restarts a worker that dies, after a backoff that doubles per quick failure and
    resets once a worker has stayed up ``STABLE_AFTER`` seconds;
-5. forwards SIGTERM/SIGINT to every worker (first: graceful drain; a second signal is
-   forwarded again: forced), kills what is still alive ``KILL_GRACE`` seconds after the
-   drain deadline, and returns 0 once all workers have exited cleanly;
-6. serves ``/metrics`` ``/healthz`` ``/readyz`` for all workers if ``metrics_port``.
+5. SIGHUP rolls the workers: the config file is read again and a new generation starts
+   (re-importing the app, re-reading the certificates); once every new worker is serving,
+   the old generation gets SIGTERM and drains by the usual shutdown rules. If the new
+   generation fails (a config, import or lifespan error, or not serving within
+   ``BOOT_TIMEOUT``), the old one keeps serving and one line says why. A SIGHUP during a
+   roll starts one more roll after it. The listeners (and the metrics address) stay those
+   the supervisor opened: changing them needs a full restart, and a roll says so;
+6. SIGTERM/SIGINT are forwarded to every worker (first: graceful drain; a second signal
+   is forwarded again: forced); what is still alive ``KILL_GRACE`` seconds after its drain
+   deadline is killed; it returns 0 once all workers have exited cleanly;
+7. ``/metrics`` ``/healthz`` ``/readyz`` for all workers if ``metrics_port``, with the
+   generation serving as the ``aiotcp_generation`` gauge; ``/readyz`` is 200 only while
+   every worker of that generation is serving and its app's readiness checks hold.
+
+Why the supervisor owns the listeners (as gunicorn's arbiter and nginx's master do)
+rather than each worker binding its own SO_REUSEPORT socket: a SO_REUSEPORT listener has
+an accept queue of its own, and closing it resets every connection still queued there.
+Linux can move those to a sibling listener (``net.ipv4.tcp_migrate_req``, 5.14+), but
+that sysctl is off by default (0 on the machines this is tested on), is set per network
+namespace with CAP_NET_ADMIN, and a deploy cannot depend on it. With one shared socket
+per address there is one queue that outlives every worker: a draining worker closes only
+its own descriptor and stops accepting; what waits in the queue is taken by the workers
+still accepting, and while no worker accepts (between the first spawn and the first
+ready worker) connections wait in the backlog rather than being refused.
 
 Limits (max_connections, per-IP caps, threads) apply per worker.
 Workers run in their own process group, so a terminal's Ctrl-C reaches only the
@@ -27,182 +46,118 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import json
 import logging
 import os
 import shutil
 import signal
-import socket
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from aiotcp.config import Config
-from aiotcp.listeners import bind_sockets
-from aiotcp.observe.logs import ENV_WORKER_INDEX
-from aiotcp.observe.snapshots import ENV_DIR, ENV_SERIAL, ENV_TIMED, SnapshotAggregator
+from aiotcp.config import Config, ConfigError
+from aiotcp.listeners import Listener, ListenerError, close_listeners, open_listeners
+from aiotcp.observe.snapshots import SnapshotAggregator
+from aiotcp.workerprocess import (
+    FAILED,
+    RETIRING,
+    SERVING,
+    Generation,
+    Worker,
+    other_stop_signal,
+    restart_backoff,
+    send_config,
+    start_process,
+    worker_config,
+    worker_environment,
+)
 
 log = logging.getLogger("aiotcp.workers")
 
-# First restart after 0.1 s (systemd's default RestartSec), doubling per quick failure up
-# to 10 s, so a crash loop neither spins the CPU nor leaves a slot dead for long.
-RESTART_BACKOFF_INITIAL = 0.1
-RESTART_BACKOFF_MAX = 10.0
-# A worker that ran this long before dying was healthy: its next restart is immediate-ish.
-STABLE_AFTER = 10.0
 # A worker that has not started serving this long after spawn has failed to boot.
 BOOT_TIMEOUT = 30.0
 # After the drain deadline (shutdown_timeout), workers get this long to exit, then SIGKILL.
 KILL_GRACE = 5.0
+
 READY_POLL = 0.02
 
-BOOT = (
-    "import sys; from aiotcp.workers import worker_main; "
-    "raise SystemExit(worker_main(sys.argv[1:]))"
-)
+# What a roll keeps from the running supervisor: the listeners are open already and the
+# metrics endpoint is the supervisor's own; a new value needs a full restart.
+FIXED_SETTINGS = ("host", "port", "bind", "uds", "uds_mode", "fd", "reuse_port",
+                  "metrics_host", "metrics_port", "reload")  # fmt: skip
 
-
-def reserve_port(host: str, port: int) -> tuple[int, list[socket.socket]]:
-    """Bind unlistened SO_REUSEPORT sockets on every address of ``host`` at one port.
-
-    With ``port == 0`` the first address picks the port and the others follow. Returns
-    (port, sockets). Raises OSError if the address cannot be bound.
-    """
-    socks = bind_sockets(host, port, reuse_port=True, listen=False)
-    return socks[0].getsockname()[1], socks
-
-
-def restart_backoff(failures: int, uptime: float) -> tuple[int, float]:
-    """(quick failures so far, seconds to wait) after a worker died after ``uptime`` s.
-
-    A worker that stayed up ``STABLE_AFTER`` seconds resets the count, so one crash of a
-    healthy worker restarts it after ``RESTART_BACKOFF_INITIAL``.
-    """
-    failures = 1 if uptime >= STABLE_AFTER else failures + 1
-    return failures, min(RESTART_BACKOFF_MAX, RESTART_BACKOFF_INITIAL * 2 ** (failures - 1))
-
-
-def worker_config(config: Config, port: int) -> Config:
-    """The Config a worker runs: the shared port, reuse_port, no metrics of its own."""
-    return config.replace(port=port, workers="1", reuse_port=True, metrics_port=0)
-
-
-def worker_environment(
-    config: Config, env: dict[str, str], stats_dir: str, serial: int, index: int
-) -> dict[str, str]:
-    """``env`` with what a worker needs: where to write its stats, its serial and index,
-    and whether to time ack latency (only when the supervisor exports it)."""
-    env[ENV_DIR] = stats_dir
-    env[ENV_SERIAL] = str(serial)
-    env[ENV_WORKER_INDEX] = str(index)
-    if config.metrics_port:
-        env[ENV_TIMED] = "1"
-    else:
-        env.pop(ENV_TIMED, None)
-    return env
-
-
-def worker_main(argv: list[str]) -> int:
-    """Entry point of a worker process: ``argv[0]`` is the Config as JSON."""
-    _die_with_parent()
-    config = Config(**json.loads(argv[0])).validate()
-    from aiotcp.runner import run
-
-    return run(config)
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when the supervisor dies (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the supervisor died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-@dataclasses.dataclass
-class Slot:
-    """One worker position; its process is replaced when it dies."""
-
-    index: int
-    proc: asyncio.subprocess.Process | None = None
-    serial: int = -1
-    started_at: float = 0.0
-    ready: bool = False
-    failures: int = 0
-    restarts: int = 0
+# A source of file changes for --reload: called with the callback to call on each change.
+Watcher = Callable[[Callable[[str], None]], Awaitable[None]]
 
 
 class Supervisor:
-    """Runs and restarts the workers; see the module docstring for the contract."""
+    """Runs, restarts and rolls the workers; see the module docstring for the contract.
 
-    def __init__(self, config: Config, workers: int) -> None:
+    ``rebuild`` makes the Config again for a roll (from the same flags, environment and
+    config file); ``watcher`` (``--reload``) calls back on each source change, which rolls
+    as SIGHUP does, and a failed first generation then waits for the next change.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        rebuild: Callable[[], Config] | None = None,
+        watcher: Watcher | None = None,
+    ) -> None:
         self.config = config
-        self.slots = [Slot(i) for i in range(workers)]
-        self.port = config.port
+        self.rebuild = rebuild
+        self.watcher = watcher
+        self.listeners: list[Listener] = []
+        self.current: Generation | None = None
+        self.workers: dict[int, Worker] = {}  # live workers of every generation, by serial
         self.stopping = False
         self.signals = 0
         self.exit_ok = True
-        self.booted = False
+        self.restarts = 0
+        self._generations = 0
         self._serials = 0
         self._stats_dir = ""
         self._aggregator: SnapshotAggregator | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rolling: asyncio.Task[None] | None = None
+        self._roll_again = False
+
+    @property
+    def fds(self) -> list[int]:
+        return [listener.sock.fileno() for listener in self.listeners]
 
     # ---- entry -------------------------------------------------------------------
 
     async def run(self) -> int:
         """Serve until signalled; returns the process exit code."""
         try:
-            self.port, reserved = reserve_port(self.config.host, self.config.port)
-        except OSError as e:
-            log.error("cannot listen on %s:%d: %s", self.config.host, self.config.port,
-                      e.strerror or e)
+            self.listeners = open_listeners(self.config)
+        except ListenerError as e:
+            log.error("%s", e)
             return 1
         self._stats_dir = tempfile.mkdtemp(prefix="aiotcp-workers-")
         self._aggregator = SnapshotAggregator(self._stats_dir)
         loop = asyncio.get_running_loop()
         metrics = None
-        if self.config.metrics_port:
-            try:  # before any worker exists, so a taken port fails fast and clean
-                metrics = await self._start_metrics()
-            except OSError as e:
-                log.error("cannot serve metrics on %s:%d: %s", self.config.metrics_host,
-                          self.config.metrics_port, e.strerror or e)
-                for sock in reserved:
-                    sock.close()
-                shutil.rmtree(self._stats_dir, ignore_errors=True)
-                return 1
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.on_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self.on_reload)
         try:
-            for slot in self.slots:
-                await self._spawn(slot)
-            booted = await self._boot()
-            if self.stopping:  # a signal during boot: the workers were told to stop
-                await self._wait_all_exited()
-                return 0 if self.exit_ok else 1
-            if not booted:
+            if self.config.metrics_port:
+                try:  # before any worker exists, so a taken port fails fast and clean
+                    metrics = await self._start_metrics()
+                except OSError as e:
+                    log.error("cannot serve metrics on %s:%d: %s", self.config.metrics_host,
+                              self.config.metrics_port, e.strerror or e)
+                    return 1
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.on_signal, sig)
+            loop.add_signal_handler(signal.SIGHUP, self.on_hangup)
+            if self.watcher is not None:
+                self._track(self.watcher(self.on_change))
+            self._rolling = loop.create_task(self._roll(None))  # the first generation
+            await self._rolling
+            if self.current is None and not self.stopping and self.watcher is None:
                 return 1
-            self.booted = True
-            for sock in reserved:
-                host, port = sock.getsockname()[:2]
-                log.info("aiotcp listening on %s:%d", host, port)
-            log.info("%d workers serving: pids %s", len(self.slots),
-                     " ".join(str(s.proc.pid) for s in self.slots if s.proc))
-            while self._live() or not self.stopping:
+            while not (self.stopping and not self.workers):
                 self._wake.clear()
                 await self._wake.wait()
             return 0 if self.exit_ok else 1
@@ -215,141 +170,254 @@ class Supervisor:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if metrics is not None:
                 await metrics.aclose()
-            for sock in reserved:
-                sock.close()
+            close_listeners(self.listeners)
             shutil.rmtree(self._stats_dir, ignore_errors=True)
 
-    async def _boot(self) -> bool:
-        """Wait until every worker serves; False if one exits first or a signal came."""
+    # ---- generations ---------------------------------------------------------------
+
+    async def _start_generation(self, config: Config) -> Generation | None:
+        """Start a generation and wait until every worker serves; None if it failed (its
+        workers are then told to stop, and the reason is logged) or a stop came."""
+        self._generations += 1
+        count = max(1, config.worker_count())  # --reload: one worker
+        gen = Generation(self._generations, config, workers=[None] * count,
+                         failures=[0] * count)  # fmt: skip
+        for slot in range(count):
+            if self.stopping:
+                break
+            await self._spawn(gen, slot)
+        why = await self._await_serving(gen)
+        if why is None:
+            return gen
+        gen.state = FAILED
+        for worker in gen.live():
+            self._stop(worker, signal.SIGTERM)
+        if not self.stopping:
+            serving = self.current
+            if serving is not None:
+                then = f"generation {serving.number} keeps serving"
+            elif self.watcher is not None:
+                then = "waiting for a change to try again"
+            else:
+                then = "stopping"
+            log.error("generation %d failed to start: %s; %s", gen.number, why, then)
+        return None
+
+    async def _await_serving(self, gen: Generation) -> str | None:
+        """None once every worker of ``gen`` serves, else why not."""
         assert self._aggregator is not None
         deadline = time.monotonic() + BOOT_TIMEOUT
-        while not all(s.ready for s in self.slots):
+        while True:
             if self.stopping:
-                return False
-            for slot in self.slots:
-                if slot.proc is None or slot.proc.returncode is not None:
-                    log.error("worker %d failed to start (exit code %s)", slot.index,
-                              None if slot.proc is None else slot.proc.returncode)
-                    return False
-                slot.ready = slot.ready or self._aggregator.is_ready(slot.serial)
+                return "a stop signal came"
+            waiting = False
+            for worker in gen.workers:
+                if worker is None:
+                    return "not every worker was started"
+                if not worker.alive:
+                    return self._exit_reason(worker)
+                worker.ready = worker.ready or self._aggregator.is_ready(worker.serial)
+                waiting = waiting or not worker.ready
+            if not waiting:
+                return None
             if time.monotonic() > deadline:
-                log.error("workers did not start serving within %.0fs", BOOT_TIMEOUT)
-                return False
+                return f"its workers were not serving within {BOOT_TIMEOUT:.0f}s"
             await asyncio.sleep(READY_POLL)
-        return True
+
+    def _exit_reason(self, worker: Worker) -> str:
+        assert self._aggregator is not None
+        why = self._aggregator.failure(worker.serial)
+        return (f"worker {worker.slot} (pid {worker.proc.pid}) exited with code "
+                f"{worker.proc.returncode}" + (f": {why}" if why else ""))  # fmt: skip
+
+    def _promote(self, gen: Generation) -> None:
+        """``gen`` serves from now on; the generation before it drains."""
+        old, self.current = self.current, gen
+        gen.state = SERVING
+        if old is None:
+            for listener in self.listeners:
+                log.info("aiotcp listening on %s", listener.name)
+            log.info("%d workers serving: pids %s (generation %d)", len(gen.workers),
+                     gen.pids(), gen.number)
+            return
+        log.info("generation %d serving: pids %s; draining generation %d", gen.number,
+                 gen.pids(), old.number)
+        old.state = RETIRING
+        for worker in old.live():
+            self._stop(worker, signal.SIGTERM)
+
+    # ---- rolling restart -------------------------------------------------------------
+
+    def on_hangup(self) -> None:
+        """SIGHUP: roll the workers (see the module docstring)."""
+        self._request_roll("SIGHUP")
+
+    def on_change(self, what: str) -> None:
+        """--reload: a source or the config file changed."""
+        self._request_roll(f"{what} changed")
+
+    def _request_roll(self, why: str) -> None:
+        if self.stopping:
+            return
+        if self._rolling is not None and not self._rolling.done():
+            self._roll_again = True
+            log.info("%s: a rolling restart is under way; another follows it", why)
+            return
+        task = asyncio.get_running_loop().create_task(self._roll(why))
+        self._rolling = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _roll(self, why: str | None) -> None:
+        """Start a generation (``why`` None: the first, from the Config given) and promote
+        it; once more while SIGHUPs or changes came meanwhile. One roll at a time, so
+        generations are promoted in the order they were started."""
+        while True:
+            self._roll_again = False
+            await self._roll_once(why)
+            if not self._roll_again or self.stopping:
+                return
+            if self.current is None and self.watcher is None:
+                return  # the first generation failed: the supervisor exits
+            why = "another SIGHUP or change"
+
+    async def _roll_once(self, why: str | None) -> None:
+        config = self.config
+        if why is not None:
+            serving = self.current
+            then = f"generation {serving.number} keeps serving" if serving else "nothing serves"
+            try:
+                if self.rebuild is not None:
+                    config = self._keep_fixed(self.rebuild())
+            except ConfigError as e:
+                log.error("%s: rolling restart refused: %s; %s", why, e, then)
+                return
+            log.info("%s: starting generation %d (%d workers)", why, self._generations + 1,
+                     max(1, config.worker_count()))
+        gen = await self._start_generation(config)
+        if gen is not None and not self.stopping:
+            self._promote(gen)
+
+    def _keep_fixed(self, config: Config) -> Config:
+        changed = [n for n in FIXED_SETTINGS if getattr(config, n) != getattr(self.config, n)]
+        if changed:
+            log.warning("rolling restart: %s changed; kept as they are until a full restart",
+                        ", ".join(changed))
+        return config.replace(**{n: getattr(self.config, n) for n in FIXED_SETTINGS})
 
     # ---- processes ---------------------------------------------------------------
 
-    async def _spawn(self, slot: Slot) -> None:
+    async def _spawn(self, gen: Generation, slot: int) -> None:
         self._serials += 1
-        slot.serial = self._serials
-        slot.ready = False
-        env = worker_environment(
-            self.config, dict(os.environ), self._stats_dir, slot.serial, slot.index
-        )
-        # Make the child import this very aiotcp, installed or not (src/ layout, tests).
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH", "")) if p
-        )
-        payload = json.dumps(dataclasses.asdict(worker_config(self.config, self.port)))
-        slot.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", BOOT, payload, env=env, process_group=0
-        )
-        slot.started_at = time.monotonic()
-        log.debug("worker %d started (pid %d)", slot.index, slot.proc.pid)
-        self._track(self._watch(slot, slot.proc, slot.serial))
+        serial = self._serials
+        env = worker_environment(gen.config, dict(os.environ), self._stats_dir, serial, slot)
+        proc = await start_process(env, self.fds)
+        worker = Worker(slot, gen, serial, proc, time.monotonic())
+        gen.workers[slot] = worker
+        self.workers[serial] = worker
+        log.debug("worker %d of generation %d started (pid %d)", slot, gen.number, proc.pid)
+        self._track(self._watch(worker))
+        # A stop signal or a roll may have come while the process was being started: it
+        # did not reach this worker then, so it does now (before the worker can serve).
+        if self.stopping:
+            self._deliver_stop(worker, signal.SIGTERM)
+        elif gen.state in (RETIRING, FAILED):
+            self._stop(worker, signal.SIGTERM)
+        await send_config(proc, worker_config(gen.config, self.fds))
 
     def _track(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _watch(self, slot: Slot, proc: asyncio.subprocess.Process, serial: int) -> None:
-        code = await proc.wait()
+    async def _watch(self, worker: Worker) -> None:
+        code = await worker.proc.wait()
         assert self._aggregator is not None
-        self._aggregator.retire(serial)
+        self.workers.pop(worker.serial, None)
+        self._aggregator.retire(worker.serial)
         self._wake.set()
-        if self.stopping:
+        gen = worker.generation
+        if worker.stop_sig:
             if code not in (0, -signal.SIGTERM, -signal.SIGINT):
-                self.exit_ok = False
-                log.warning("worker %d (pid %d) exited with code %d during shutdown",
-                            slot.index, proc.pid, code)
+                log.warning("worker %d (pid %d) exited with code %d while stopping",
+                            worker.slot, worker.proc.pid, code)
+                if self.stopping:
+                    self.exit_ok = False
+            elif gen.state == RETIRING and not self.stopping:
+                log.info("worker %d of generation %d (pid %d) drained and exited",
+                         worker.slot, gen.number, worker.proc.pid)
             return
-        if not self.booted:
-            # A worker that dies during the first boot is a configuration error:
-            # _boot() reports it and the supervisor exits instead of crash-looping.
-            return
-        uptime = time.monotonic() - slot.started_at
-        slot.failures, delay = restart_backoff(slot.failures, uptime)
+        if self.stopping or gen.state != SERVING:
+            return  # a generation booting reports its own failure (_await_serving)
+        uptime = time.monotonic() - worker.started_at
+        gen.failures[worker.slot], delay = restart_backoff(gen.failures[worker.slot], uptime)
         log.warning("worker %d (pid %d) exited with code %d after %.1fs; restarting in %.1fs",
-                    slot.index, proc.pid, code, uptime, delay)
+                    worker.slot, worker.proc.pid, code, uptime, delay)
         await asyncio.sleep(delay)
-        if self.stopping:
+        if self.stopping or gen is not self.current:
             return
-        slot.restarts += 1
-        await self._spawn(slot)
-        self._track(self._await_ready(slot, slot.serial))
+        self.restarts += 1
+        await self._spawn(gen, worker.slot)
+        replacement = gen.workers[worker.slot]
+        if replacement is not None:
+            self._track(self._await_ready(replacement))
 
-    async def _await_ready(self, slot: Slot, serial: int) -> None:
+    async def _await_ready(self, worker: Worker) -> None:
         assert self._aggregator is not None
-        while slot.serial == serial and slot.proc is not None and slot.proc.returncode is None:
-            if self._aggregator.is_ready(serial):
-                slot.ready = True
-                log.info("worker %d restarted (pid %d)", slot.index, slot.proc.pid)
+        while worker.alive and not worker.stop_sig:
+            if self._aggregator.is_ready(worker.serial):
+                worker.ready = True
+                log.info("worker %d restarted (pid %d)", worker.slot, worker.proc.pid)
                 return
             await asyncio.sleep(READY_POLL)
 
-    def _live(self) -> list[asyncio.subprocess.Process]:
-        return [s.proc for s in self.slots if s.proc is not None and s.proc.returncode is None]
-
-    # ---- shutdown ------------------------------------------------------------------
+    # ---- stopping ------------------------------------------------------------------
 
     def on_signal(self, sig: int) -> None:
-        """Forward ``sig`` to every worker; the first starts the drain deadline."""
+        """Forward ``sig`` to every worker; a second signal forces them."""
         self.signals += 1
         first = not self.stopping
         self.stopping = True
         name = signal.Signals(sig).name
         if first:
-            log.info("%s: draining %d worker(s)", name, len(self._live()))
-            self._track(self._deadline())
+            log.info("%s: draining %d worker(s)", name, len(self.workers))
         else:
-            log.warning("%s again: forcing %d worker(s) to stop", name, len(self._live()))
-            # A second signal of the same kind can merge with the first while the worker
-            # has not handled it yet (POSIX does not queue them): force with the other one.
-            sig = signal.SIGINT if sig == signal.SIGTERM else signal.SIGTERM
-        for proc in self._live():
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
+            log.warning("%s again: forcing %d worker(s) to stop", name, len(self.workers))
+        for worker in list(self.workers.values()):
+            self._deliver_stop(worker, sig)
         self._wake.set()
 
-    def on_reload(self) -> None:
-        """SIGHUP: every worker reloads its TLS certificate and key."""
-        log.info("SIGHUP: reloading %d worker(s)", len(self._live()))
-        for proc in self._live():
+    def _deliver_stop(self, worker: Worker, sig: int) -> None:
+        """What the supervisor's stop signals so far mean for ``worker``: a first stop if
+        it has none yet (a generation retiring has one already), forced after a second."""
+        if not worker.stop_sig:
+            self._stop(worker, sig)
+        if self.signals > 1 and not worker.forced:
+            worker.forced = True
+            _send(worker, other_stop_signal(worker.stop_sig))
+
+    def _stop(self, worker: Worker, sig: int) -> None:
+        """Send ``worker`` its first stop signal and start its drain deadline."""
+        if worker.stop_sig:
+            return
+        worker.stop_sig = sig
+        _send(worker, sig)
+        self._track(self._deadline(worker))
+
+    async def _deadline(self, worker: Worker) -> None:
+        grace = worker.generation.config.shutdown_timeout + KILL_GRACE
+        await asyncio.sleep(grace)
+        if worker.alive:
+            log.error("worker %d (pid %d) still running %gs after its stop signal: killing",
+                      worker.slot, worker.proc.pid, grace)
+            if self.stopping:
+                self.exit_ok = False
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGHUP)
-
-    async def _deadline(self) -> None:
-        await asyncio.sleep(self.config.shutdown_timeout + KILL_GRACE)
-        live = self._live()
-        if live:
-            log.error("%d worker(s) still running after the drain deadline: killing",
-                      len(live))
-            self.exit_ok = False
-            for proc in live:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-
-    async def _wait_all_exited(self) -> None:
-        while self._live():
-            self._wake.clear()
-            await self._wake.wait()
+                worker.proc.kill()
 
     async def _kill_all(self) -> None:
         """Last resort on the way out (boot failure, cancellation): kill and reap."""
-        live = self._live()
+        live = [w.proc for w in self.workers.values() if w.alive]
         for proc in live:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -359,23 +427,31 @@ class Supervisor:
     # ---- metrics -----------------------------------------------------------------
 
     def ready(self) -> bool:
-        """What ``/readyz`` says: not shutting down and at least one worker serving."""
-        return not self.stopping and any(s.ready and s.proc is not None
-                                         and s.proc.returncode is None for s in self.slots)
+        """What ``/readyz`` says: not stopping, and every worker of the generation serving
+        is up, serving and ready by its app's own checks."""
+        assert self._aggregator is not None
+        gen = self.current
+        if self.stopping or gen is None:
+            return False
+        return all(w is not None and w.alive and w.ready
+                   and self._aggregator.worker_ready(w.serial) for w in gen.workers)  # fmt: skip
 
     def snapshot(self) -> dict[str, Any]:
         assert self._aggregator is not None
-        return self._aggregator.total(s.serial for s in self.slots if s.proc is not None
-                                      and s.proc.returncode is None)
+        return self._aggregator.total(list(self.workers))
 
     def worker_families(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        yield GaugeMetricFamily("aiotcp_workers", "Worker processes serving now.",
-                                value=sum(1 for s in self.slots if s.ready and s.proc
-                                          and s.proc.returncode is None))
+        gen = self.current
+        serving = sum(1 for w in gen.live() if w.ready) if gen is not None else 0
+        yield GaugeMetricFamily("aiotcp_workers", "Workers of the generation serving, up now.",
+                                value=serving)
+        yield GaugeMetricFamily("aiotcp_generation",
+                                "The generation of workers serving (1 at start, +1 per roll).",
+                                value=gen.number if gen is not None else 0)
         yield CounterMetricFamily("aiotcp_worker_restarts", "Workers restarted after dying.",
-                                  value=sum(s.restarts for s in self.slots))
+                                  value=self.restarts)
 
     async def _start_metrics(self) -> Any:
         from aiotcp.observe.endpoints import serve_endpoints
@@ -384,14 +460,24 @@ class Supervisor:
                                      self.snapshot, self.ready, self.worker_families)
 
 
-def supervise(config: Config) -> int:
-    """Run ``config.worker_count()`` workers until SIGTERM/SIGINT; returns the exit code.
+def _send(worker: Worker, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        worker.proc.send_signal(sig)
 
-    0 after every worker drained and exited cleanly; 1 if the port could not be bound,
-    a worker failed to boot, or a worker had to be killed at the deadline.
+
+def supervise(
+    config: Config,
+    rebuild: Callable[[], Config] | None = None,
+    watcher: Watcher | None = None,
+) -> int:
+    """Run ``config.worker_count()`` workers (at least one) until SIGTERM/SIGINT; returns the exit code.
+
+    0 after every worker drained and exited cleanly; 1 if a listener could not be opened,
+    the first generation failed to start (without ``watcher``), or a worker had to be
+    killed at the deadline.
     """
     from aiotcp.observe.logs import configure_logging
 
     configure_logging(config.log_level, config.log_format)
     with asyncio.Runner() as runner:
-        return runner.run(Supervisor(config, config.worker_count()).run())
+        return runner.run(Supervisor(config, rebuild, watcher).run())

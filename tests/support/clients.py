@@ -25,13 +25,23 @@ PROBE_TIMEOUT = 2.0
 class LineClient:
     """A blocking line client; ``None`` from :meth:`line` means the server closed."""
 
-    def __init__(self, port: int, timeout: float = HANG_GUARD, source: str | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def __init__(
+        self,
+        port: int = 0,
+        timeout: float = HANG_GUARD,
+        source: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        unix: str | None = None,
+    ) -> None:
+        """Connect to ``host:port`` (IPv4 or IPv6), or to the Unix socket ``unix``."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(socket.AF_UNIX if unix else family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         if source is not None:
             self.sock.bind((source, 0))
         try:
-            self.sock.connect(("127.0.0.1", port))
+            self.sock.connect(unix if unix else (host, port))
         except OSError:
             self.sock.close()
             raise

@@ -71,9 +71,12 @@ class ServerProcess:
         preexec_fn: Callable[[], None] | None = None,
         env: Mapping[str, str] | None = None,
         listening: bool = True,
+        pass_fds: Sequence[int] = (),
+        prefix: Sequence[str] = (),
     ) -> None:
         loop_args = ["--loop", loop] if loop else []
-        self.cmd = [*SERVE, "--host", "127.0.0.1", "--port", "0", *loop_args, *args]
+        # ``prefix``: a program that execs the server (e.g. systemd-socket-activate).
+        self.cmd = [*prefix, *SERVE, "--host", "127.0.0.1", "--port", "0", *loop_args, *args]
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._stderr_closed = False
@@ -84,6 +87,7 @@ class ServerProcess:
             stderr=subprocess.PIPE,
             env=child_env(env),
             preexec_fn=preexec_fn,  # noqa: PLW1509 (only setrlimit, for the fd tests)
+            pass_fds=pass_fds,
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
@@ -196,7 +200,7 @@ class ServerProcess:
         self.kill()
 
 
-# The ``spawn_server`` fixture: ``spawn_server(args, preexec_fn=None, env=None)``.
+# The ``spawn_server`` fixture: ``spawn_server(args, preexec_fn=None, env=None, ...)``.
 SpawnServer = Callable[..., ServerProcess]
 
 

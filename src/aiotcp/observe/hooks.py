@@ -55,7 +55,7 @@ async def start(config: Any, server: Any) -> list[Observer]:
     stats = server.stats
     started: list[Observer] = []
     try:
-        mirror = SnapshotMirror.from_environment(stats)
+        mirror = SnapshotMirror.from_environment(stats, lambda: bool(server.ready))
         if mirror is not None:
             mirror.start()
             started.append(Observer("stats-mirror", mirror.aclose))

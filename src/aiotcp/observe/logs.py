@@ -132,12 +132,15 @@ def configure_logging(
 
 
 def format_peer(peer: object) -> str:
-    """``host:port`` for an IPv4 peer, ``[host]:port`` for IPv6, ``str(peer)`` otherwise."""
+    """``host:port`` for an IPv4 peer, ``[host]:port`` for IPv6, ``unix`` for an unnamed
+    Unix-socket client, ``str(peer)`` otherwise."""
     if isinstance(peer, tuple) and len(peer) >= 2:
         host, port = peer[0], peer[1]
         if ":" in str(host):
             return f"[{host}]:{port}"
         return f"{host}:{port}"
+    if peer == "":
+        return "unix"
     return "-" if peer is None else str(peer)
 
 

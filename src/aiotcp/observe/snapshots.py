@@ -17,6 +17,10 @@ Contract:
   never go backwards across restarts and the directory stays small.
 - A worker killed with SIGKILL loses what it counted since its last write (at most
   ``MIRROR_INTERVAL``); graceful exits lose nothing.
+- Each snapshot carries ``ready``: the worker's own readiness (serving and its app's
+  readiness checks holding). The supervisor's ``/readyz`` needs every worker's.
+- A worker that fails to start writes the one line saying why to
+  ``worker-<serial>.failed``, so the supervisor can say it in its own one line.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 log = logging.getLogger("aiotcp.observe")
@@ -64,6 +68,21 @@ class _Snapshottable(Protocol):
 
 def snapshot_path(directory: str, serial: int) -> str:
     return os.path.join(directory, f"worker-{serial}.json")
+
+
+def failure_path(directory: str, serial: int) -> str:
+    return os.path.join(directory, f"worker-{serial}.failed")
+
+
+def write_failure(reason: str) -> None:
+    """In a supervised worker: record why it failed to start (no-op elsewhere; never raises)."""
+    directory, serial = os.environ.get(ENV_DIR), os.environ.get(ENV_SERIAL)
+    if not directory or serial is None or not serial.isdigit():
+        return
+    with contextlib.suppress(OSError), open(
+        failure_path(directory, int(serial)), "w", encoding="utf-8"
+    ) as f:
+        f.write(reason)
 
 
 def write_snapshot(path: str, snap: Mapping[str, Any]) -> None:
@@ -127,6 +146,19 @@ class SnapshotAggregator:
         """True once worker ``serial`` wrote its first snapshot (it is serving)."""
         return os.path.exists(snapshot_path(self.directory, serial))
 
+    def worker_ready(self, serial: int) -> bool:
+        """True if worker ``serial``'s latest snapshot says it is ready."""
+        snap = read_snapshot(snapshot_path(self.directory, serial))
+        return snap is not None and snap.get("ready") is True
+
+    def failure(self, serial: int) -> str | None:
+        """Why worker ``serial`` failed to start, if it said."""
+        try:
+            with open(failure_path(self.directory, serial), encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
     def retire(self, serial: int) -> None:
         """Fold an exited worker's last snapshot into the retired total; delete its file."""
         path = snapshot_path(self.directory, serial)
@@ -155,25 +187,35 @@ class SnapshotMirror:
     """
 
     def __init__(
-        self, stats: _Snapshottable, path: str, interval: float = MIRROR_INTERVAL
+        self,
+        stats: _Snapshottable,
+        path: str,
+        interval: float = MIRROR_INTERVAL,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self._stats = stats
+        self._ready = ready
         self._path = path
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._failed = False
 
     @classmethod
-    def from_environment(cls, stats: _Snapshottable) -> SnapshotMirror | None:
-        """A mirror if this process is a supervised worker, else None."""
+    def from_environment(
+        cls, stats: _Snapshottable, ready: Callable[[], bool] | None = None
+    ) -> SnapshotMirror | None:
+        """A mirror if this process is a supervised worker, else None. ``ready`` says
+        whether the worker is ready (written as the snapshot's ``ready``)."""
         directory, serial = os.environ.get(ENV_DIR), os.environ.get(ENV_SERIAL)
         if not directory or serial is None:
             return None
-        return cls(stats, snapshot_path(directory, int(serial)))
+        return cls(stats, snapshot_path(directory, int(serial)), ready=ready)
 
     def write(self) -> None:
+        snap = self._stats.snapshot()
+        snap["ready"] = self._ready() if self._ready is not None else False
         try:
-            write_snapshot(self._path, self._stats.snapshot())
+            write_snapshot(self._path, snap)
         except OSError as e:
             if not self._failed:
                 self._failed = True
