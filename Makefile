@@ -5,14 +5,27 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_BENCH := $(VENV)/.installed-bench
 STAMP_DEV := $(VENV)/.installed-dev
+STAMP_CORE := $(VENV)/.built-core
 # What the whole suite needs: every extra, and the programs the tests start.
 DEV_EXTRAS := metrics,bench,postgres,mysql,redis,reload,dev
 
-.PHONY: serve test install dev test-programs typecheck bench compare clean
+.PHONY: serve test install dev compiler test-programs typecheck bench compare clean
 
-$(BIN)/python:
+$(BIN)/python: | compiler
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+# The compiled core needs a C compiler (Cython comes with the build).
+compiler:
+	@command -v cc >/dev/null || { echo "installing gcc (Debian package) for the compiled core"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null; }
+
+# The compiled core, rebuilt in place after an edit to a source (only changed modules
+# compile again); without a compiler the pure core runs.
+$(STAMP_CORE): $(shell find src/aiotcp -name '*.py') setup.py $(STAMP_RUN)
+	$(BIN)/python -m pip install -q setuptools wheel "Cython>=3.0"
+	$(BIN)/python setup.py -q build_ext --inplace -j 2
+	touch $@
 
 # The server and its metrics endpoints only: no benchmark or test dependencies.
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
@@ -39,12 +52,14 @@ test-programs:
 	  echo "installing haproxy, openssl and systemd (Debian packages) for the test suite"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy openssl systemd >/dev/null; }
 
-serve: $(STAMP_RUN)
+serve: $(STAMP_CORE)
 	$(BIN)/aiotcp serve --host 127.0.0.1 --port 8888
 
-test: $(STAMP_DEV) test-programs
+# The whole suite on both cores: compiled (the default) and pure (AIOTCP_NO_EXTENSIONS).
+test: $(STAMP_DEV) $(STAMP_CORE) test-programs
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q
+	AIOTCP_EXPECT_CORE=compiled $(BIN)/python -m pytest -q
+	AIOTCP_EXPECT_CORE=pure AIOTCP_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP_BENCH)
 	$(BIN)/aiotcp bench --port 8888
@@ -53,4 +68,4 @@ compare: $(STAMP_BENCH)
 	$(BIN)/aiotcp compare --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info compare-report
+	rm -rf $(VENV) build *.egg-info src/*.egg-info compare-report src/aiotcp/_speedups/*.so

@@ -90,8 +90,10 @@ def test_caps_and_forget_keep_slots_dense() -> None:
 
 
 def test_a_connection_refused_during_shutdown_gets_err_shutdown_counted_once() -> None:
+    """After the linger: until then, what the listeners accepted is admitted and served."""
     server = Server(lambda m, c: m, Config(access_log=False))
     server.registry.shutting_down = True
+    server.registry.linger_over = True
     conn = server.connection_class()
     t = FakeTransport()
     t.connect(conn)

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from support.clients import ACK, LineClient
+from aiotcp.apps import Ack
+from aiotcp.server import Server
+from support.clients import ACK, AsyncLineClient, LineClient
+from support.inprocess import RunServer
 from support.process import SpawnServer
 from support.waiting import HANG_GUARD, wait_until, wait_until_async
 
@@ -168,3 +171,24 @@ def test_second_sigterm_forces_exit(spawn_server: SpawnServer) -> None:
     for c in clients:
         assert c.line() is None
     assert "Traceback" not in log, log
+
+
+def test_a_client_connecting_as_the_drain_begins_is_served_not_refused(
+    run_server: RunServer,
+) -> None:
+    """A connection accepted as shutdown begins has sent nothing yet: its first message
+    (on its way) is answered through the linger, then ERR shutdown and EOF, as for any
+    connection. (In a rolling restart this is a client that reached an old worker.)"""
+
+    async def client(server: Server, port: int) -> list[str]:
+        c = await AsyncLineClient.connect(port)
+        await wait_until_async(lambda: server.registry.members, what="the connection")
+        stopping = asyncio.ensure_future(server.shutdown())
+        await asyncio.sleep(0)  # the drain has begun; now the first message leaves
+        await c.send("first\n")
+        lines = (await c.until_eof()).decode().splitlines()
+        await c.close()
+        await stopping
+        return lines
+
+    assert run_server(Ack(), client) == [ACK + "first", "ERR shutdown server is shutting down"]

@@ -19,7 +19,7 @@ from aiotcp.app import App, State, blocking
 from aiotcp.apps import Ack, Echo
 from aiotcp.codecs import Codec, FrameError, ProtocolError
 from aiotcp.config import Config
-from aiotcp.connection import Connection
+from aiotcp.core import connection as _connection
 from aiotcp.observe.stats import Stats
 from aiotcp.server import Server
 
@@ -27,6 +27,7 @@ __all__ = [
     "Ack", "App", "Codec", "Config", "Connection", "Echo", "FrameError", "ProtocolError",
     "Server", "State", "Stats", "blocking", "serve",
 ]
+Connection = _connection.Connection  # of the core that runs (compiled or pure)
 __version__ = "0.1.0"
 
 

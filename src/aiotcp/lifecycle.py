@@ -20,7 +20,9 @@ batch, blocking, streams; plain, TLS, PROXY):
   no message after it is started;
 - shutdown: answer what arrived, then the protocol's shutdown error, then FIN
   (``DRAINING``); after the server's linger, a connection that settles closes at once,
-  still with FIN, never RST; the server's deadline aborts what is left;
+  still with FIN, never RST; the server's deadline aborts what is left. A connection
+  that has sent nothing yet (accepted just before, or as, shutdown began: its first
+  message may be on its way) is served through the linger, then shut down the same way;
 - a fatal frame error: the replies before it and its error reply leave, then close;
 - a client that leaves (reset, or the transport lost): its handler work is cancelled
   and its place in the registry is freed at once;
@@ -170,10 +172,14 @@ class Lifecycle:
         """The server's linger is over: stop waiting for the client's EOF.
 
         A connection still CLOSING ends by itself when it settles (``_end`` reads the
-        registry's ``linger_over``), with FIN.
+        registry's ``linger_over``), with FIN. One still OPEN (it had sent nothing when
+        shutdown began, so its first message may have been on its way) is shut down now:
+        what it sent meanwhile is answered first.
         """
         if self._state == DRAINING:
             self._transport.close()
+        elif self._state == OPEN:
+            self.shut_down()
 
     def expire(self, code: str, text: str) -> None:
         """A deadline passed (the registry's sweep): idle closes with the protocol's

@@ -168,7 +168,9 @@ class Registry:
         ``rate``: charge the IP's connection rate (admitted connections only, so a
         connection through a handshake is charged once, with its real address)."""
         stats = self.stats
-        if self.shutting_down:
+        # Until the linger is over a draining server admits what its listeners accepted
+        # before they closed (the client's first message may be on its way).
+        if self.shutting_down and self.linger_over:
             stats.refused("shutdown")
             return "shutdown", "server is shutting down"
         if len(self.members) + self.held >= self.max_connections:

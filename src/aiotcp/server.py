@@ -25,28 +25,31 @@ from typing import Any
 from aiotcp.app import App, as_app
 from aiotcp.codecs import AnyCodec, CodecError, builtin, checked_factory
 from aiotcp.config import Config
-from aiotcp.connection import (
-    BatchConnection,
-    Connection,
-    InlineConnection,
-    PrefixConnection,
-    rate_limited,
-    timed,
-)
-from aiotcp.dispatch import KIND_BATCH, KIND_INLINE, KIND_PREFIX, KIND_QUEUED, Dispatch
+from aiotcp.core import connection as _connection
+from aiotcp.core import dispatch as _dispatch
+from aiotcp.core import queued as _queued
+
+# The classes of the core that runs (aiotcp.core: compiled or pure).
+Connection = _connection.Connection
+Dispatch = _dispatch.Dispatch
+KIND_PREFIX, KIND_BATCH = _dispatch.KIND_PREFIX, _dispatch.KIND_BATCH
+KIND_INLINE, KIND_QUEUED = _dispatch.KIND_INLINE, _dispatch.KIND_QUEUED
 from aiotcp.frontdoor import FrontDoorWrapper, front_door
 from aiotcp.keepalive import set_keepalive
 from aiotcp.limits import parse_rate
 from aiotcp.listeners import ASYNCIO_ACCEPTS_PER_TURN, LISTEN_BACKLOG, open_listeners
 from aiotcp.observe.stats import Stats
-from aiotcp.queued import QueuedConnection, SequentialConnection
 from aiotcp.registry import Registry, default_max_connections
 from aiotcp.streams import StreamsConnection
 
 log = logging.getLogger("aiotcp")
 
-# On shutdown, how long a half-closed connection waits for the client's EOF.
+# On shutdown, how long a half-closed connection waits for the client's EOF, and how
+# long one that has sent nothing yet (or is in its TLS handshake) is still served.
 SHUTDOWN_LINGER = 1.0
+
+# Loop turns after the listeners close for the connections they accepted to be made.
+ACCEPTED_TURNS = 2
 
 # Running out of fds is logged at most once per interval, not per failed accept.
 EMFILE_LOG_INTERVAL = 10.0
@@ -76,14 +79,18 @@ def connection_class(
 ) -> type[Connection]:
     """The connection class for ``dispatch``'s handler kind, bound to one server."""
     kinds: dict[str, type[Connection]] = {
-        KIND_PREFIX: PrefixConnection,
-        KIND_BATCH: BatchConnection,
-        KIND_INLINE: InlineConnection,
-        KIND_QUEUED: QueuedConnection,
+        KIND_PREFIX: _connection.PrefixConnection,
+        KIND_BATCH: _connection.BatchConnection,
+        KIND_INLINE: _connection.InlineConnection,
+        KIND_QUEUED: _queued.QueuedConnection,
     }
     base = kinds[dispatch.kind]
-    if base is QueuedConnection and dispatch.concurrency == 1 and dispatch.async_batch is None:
-        base = SequentialConnection
+    if (
+        base is _queued.QueuedConnection
+        and dispatch.concurrency == 1
+        and dispatch.async_batch is None
+    ):
+        base = _queued.SequentialConnection
     attrs = {
         "__slots__": (),
         "_registry": registry,
@@ -96,9 +103,9 @@ def connection_class(
     }
     cls: type[Connection] = type(base.__name__, (base,), attrs)
     if dispatch.timed and dispatch.kind != KIND_QUEUED:
-        cls = timed(cls, stats)  # queued handlers are timed per call by Dispatch
+        cls = _connection.timed(cls, stats)  # queued handlers are timed per call by Dispatch
     if limits is not None and (limits[0] is not None or limits[1]):
-        cls = rate_limited(cls, limits[0], limits[1])
+        cls = _connection.rate_limited(cls, limits[0], limits[1])
     return cls
 
 
@@ -315,19 +322,25 @@ class Server:
         self._stop.set()
         for listener in self._listeners:
             listener.close()
-        if self.front_door is not None:
-            self.front_door.close()  # connections still in their PROXY header or handshake
+        # Connections the listeners accepted before they closed are made on the next
+        # turns (asyncio makes each in a task of its own): they are admitted and drained.
+        for _ in range(ACCEPTED_TURNS):
+            await asyncio.sleep(0)
         # app drain: the app delivers what it holds while clients listen.
         try:
             async with asyncio.timeout(self.config.shutdown_timeout):
                 await self.app.drain()
         except TimeoutError:
             log.warning("app drain took over %gs; going on", self.config.shutdown_timeout)
-        if registry.members:
-            log.info("shutting down: draining %d connection(s)", len(registry))
+        pending = self.front_door.gate.pending if self.front_door is not None else {}
+        if registry.members or pending:
+            log.info("shutting down: draining %d connection(s)", len(registry) + len(pending))
             self._drained.clear()
             for conn in list(registry.members):
-                conn.shut_down()
+                # One that has sent nothing yet may have its first message on the way (a
+                # worker's drain begins as a client connects): the linger serves it.
+                if conn.bytes_in:
+                    conn.shut_down()
             await self._drain()
         for listener in self._listeners:
             await listener.wait_closed()
@@ -343,14 +356,19 @@ class Server:
         deadline = loop.time() + timeout
         # Half-closed connections wait a moment for the client's EOF (so that no unread
         # input turns the close into a RST), then close anyway.
-        if registry.members:
+        if registry.members or (self.front_door is not None and self.front_door.gate.pending):
             try:
                 async with asyncio.timeout(min(SHUTDOWN_LINGER, timeout)):
                     await self._drained.wait()
             except TimeoutError:
-                registry.linger_over = True  # connections settling from now on close at once
-                for conn in list(registry.members):
-                    conn.end_linger()
+                pass
+        # Handshakes still unfinished are aborted; connections settling from now on
+        # close at once; those still open (sent nothing yet) are shut down.
+        registry.linger_over = True
+        if self.front_door is not None:
+            self.front_door.close()
+        for conn in list(registry.members):
+            conn.end_linger()
         if registry.members:
             try:
                 async with asyncio.timeout_at(deadline):

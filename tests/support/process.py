@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from aiotcp.core import ENV_NO_EXTENSIONS
+
 from .waiting import HANG_GUARD
 
 APPS = Path(__file__).resolve().parent / "apps"
@@ -32,8 +34,10 @@ LOG_TAIL_LINES = 40
 
 
 def child_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without ``AIOTCP_*``, the apps on PYTHONPATH, plus ``env``."""
-    out = {k: v for k, v in os.environ.items() if not k.startswith("AIOTCP_")}
+    """This process's environment without ``AIOTCP_*`` settings (the core chosen,
+    ``AIOTCP_NO_EXTENSIONS``, is kept), the apps on PYTHONPATH, plus ``env``."""
+    out = {k: v for k, v in os.environ.items()
+           if not k.startswith("AIOTCP_") or k == ENV_NO_EXTENSIONS}
     paths = [str(APPS), str(SRC)]
     if out.get("PYTHONPATH"):
         paths.append(out["PYTHONPATH"])

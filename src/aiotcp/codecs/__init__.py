@@ -15,8 +15,10 @@ user's, each in a text variant (UTF-8 ``str`` messages) and a ``--binary`` one
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
+from aiotcp._speedups import twin
 from aiotcp.codecs.contract import (
     INVALID_UTF8,
     Codec,
@@ -28,16 +30,23 @@ from aiotcp.codecs.contract import (
     error_text,
     too_long,
 )
-from aiotcp.codecs.length import (
-    LENGTH_HEADER,
-    BytesLengthCodec,
-    BytesVarintCodec,
-    LengthCodec,
-    VarintCodec,
-    varint,
-)
-from aiotcp.codecs.line import BytesLineCodec, LineCodec
-from aiotcp.codecs.raw import BytesRawCodec, RawCodec
+if TYPE_CHECKING:
+    from aiotcp.codecs import length, line, raw
+else:  # the compiled twins, unless the pure core runs (aiotcp.core)
+    length = importlib.import_module(twin("aiotcp.codecs.length"))
+    line = importlib.import_module(twin("aiotcp.codecs.line"))
+    raw = importlib.import_module(twin("aiotcp.codecs.raw"))
+
+LENGTH_HEADER = length.LENGTH_HEADER
+BytesLengthCodec = length.BytesLengthCodec
+BytesVarintCodec = length.BytesVarintCodec
+LengthCodec = length.LengthCodec
+VarintCodec = length.VarintCodec
+varint = length.varint
+BytesLineCodec = line.BytesLineCodec
+LineCodec = line.LineCodec
+BytesRawCodec = raw.BytesRawCodec
+RawCodec = raw.RawCodec
 
 # A Frame is what ``feed`` returns an item of: a message, or a FrameError in its place.
 Frame = Any
