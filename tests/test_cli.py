@@ -10,13 +10,14 @@ import resource
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import aiotcp
 from support.clients import ACK, LineClient
 from support.ports import taken_port
-from support.process import SpawnServer, child_env, run_aiotcp
+from support.process import CONSOLE_SERVE, SpawnServer, child_env, run_aiotcp
 from support.waiting import HANG_GUARD
 
 
@@ -151,3 +152,11 @@ def test_version_without_uvloop_says_asyncio() -> None:
     r = run_without("uvloop", "--version")
     assert r.returncode == 0, r.stderr
     assert r.stdout.endswith(", event loop asyncio (uvloop not installed))\n")
+
+
+def test_app_module_in_the_current_directory(spawn_server: SpawnServer, tmp_path: Path) -> None:
+    (tmp_path / "myapp.py").write_text("def handle(message, conn):\n    return 'mine: ' + message\n")
+    server = spawn_server(["--app", "myapp:handle"], serve=CONSOLE_SERVE, cwd=tmp_path)
+    with LineClient(server.port) as client:
+        assert client.ask("你好") == "mine: 你好"
+

@@ -26,6 +26,9 @@ from .waiting import HANG_GUARD
 APPS = Path(__file__).resolve().parent / "apps"
 SRC = Path(__file__).resolve().parents[2] / "src"
 SERVE = (sys.executable, "-m", "aiotcp", "serve")
+# The ``aiotcp`` console script beside this Python: unlike ``python -m``, it does not put
+# the current directory on sys.path by itself.
+CONSOLE_SERVE = (str(Path(sys.executable).with_name("aiotcp")), "serve")
 LISTENING = re.compile(r"aiotcp listening on (\S+):(\d+)")
 # What a process tells a test about a timeout or exit it was not expecting.
 LOG_TAIL_LINES = 40
@@ -60,7 +63,9 @@ class ServerProcess:
     log) if the server exits or does not announce its address within ``HANG_GUARD``.
     With ``listening=False`` it returns at once (``port`` 0): a test of what happens
     before the listener, or of a server that must fail to start, calls
-    :meth:`wait_listening` or :meth:`wait` itself.
+    :meth:`wait_listening` or :meth:`wait` itself. ``serve`` is the command before the
+    flags (:data:`CONSOLE_SERVE` runs the installed ``aiotcp`` script, as a user does);
+    ``cwd`` the directory it starts in.
     """
 
     def __init__(
@@ -71,9 +76,11 @@ class ServerProcess:
         preexec_fn: Callable[[], None] | None = None,
         env: Mapping[str, str] | None = None,
         listening: bool = True,
+        serve: Sequence[str] = SERVE,
+        cwd: Path | None = None,
     ) -> None:
         loop_args = ["--loop", loop] if loop else []
-        self.cmd = [*SERVE, "--host", "127.0.0.1", "--port", "0", *loop_args, *args]
+        self.cmd = [*serve, "--host", "127.0.0.1", "--port", "0", *loop_args, *args]
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._stderr_closed = False
@@ -83,6 +90,7 @@ class ServerProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=child_env(env),
+            cwd=cwd,
             preexec_fn=preexec_fn,  # noqa: PLW1509 (only setrlimit, for the fd tests)
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
