@@ -17,7 +17,14 @@ import pytest
 import aiotcp
 from support.clients import ACK, LineClient
 from support.ports import taken_port
-from support.process import CONSOLE_SERVE, SpawnServer, child_env, run_aiotcp
+from support.process import (
+    APPS,
+    CONSOLE_SERVE,
+    ServerProcess,
+    SpawnServer,
+    child_env,
+    run_aiotcp,
+)
 from support.waiting import HANG_GUARD
 
 
@@ -160,3 +167,16 @@ def test_app_module_in_the_current_directory(spawn_server: SpawnServer, tmp_path
     with LineClient(server.port) as client:
         assert client.ask("你好") == "mine: 你好"
 
+
+
+@pytest.mark.parametrize("kind, name", [
+    ("function", "__main__:handle"),
+    ("app", "__main__:handle_in_app"),
+    ("object", "__main__:Shout"),
+])  # fmt: skip
+def test_a_script_serving_its_own_handler_logs_the_handler_name(kind: str, name: str) -> None:
+    script = (sys.executable, str(APPS / "script_app.py"))
+    with ServerProcess(["--kind", kind], serve=script) as server:  # the naming is loop-blind
+        server.wait_for_log(rf"serving app '{name}' \(line framing\)")
+        assert "'ack'" not in server.log
+        assert server.stop() == 0

@@ -18,7 +18,7 @@ from aiotcp.loading import LoadError, import_object
 if TYPE_CHECKING:
     from aiotcp.config import Config
 
-__all__ = ["Ack", "Echo", "BUILTIN", "load_app"]
+__all__ = ["Ack", "Echo", "BUILTIN", "app_name", "load_app"]
 
 # name -> (module, the extra that module's library comes with, or "")
 BUILTIN: dict[str, tuple[str, str]] = {
@@ -61,3 +61,16 @@ def load_app(config: Config) -> App:
     if not callable(obj) and not isinstance(obj, App):
         raise AppError(f"app {name!r} is not callable")
     return as_app(obj)
+
+
+def app_name(obj: Any) -> str:
+    """How the log names a handler or App served by ``aiotcp.serve(obj)``: the handler's
+    ``module:qualname`` (a handler object's class's; ``__main__:handle`` in a script)."""
+    if isinstance(obj, App):
+        try:
+            obj = obj.target
+        except AppError:
+            return "an App without a handler"
+    named = obj if hasattr(obj, "__qualname__") else type(obj)
+    module = getattr(named, "__module__", None) or "?"
+    return f"{module}:{getattr(named, '__qualname__', repr(named))}"
