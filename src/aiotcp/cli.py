@@ -88,7 +88,7 @@ def version_text() -> str:
     except ImportError:
         parts.append("event loop asyncio (uvloop not installed)")
     else:
-        parts.append(f"event loop uvloop {uvloop.__version__}")
+        parts.append(f"event loop uvloop {getattr(uvloop, '__version__', '(version unknown)')}")
     return f"aiotcp {__version__} ({', '.join(parts)})"
 
 

@@ -204,6 +204,83 @@ class ServerProcess:
         self.kill()
 
 
+class ClientProcess:
+    """``python -m aiotcp client ARGS`` with its stdin held open by the test.
+
+    ``stdin`` is a pipe by default (:meth:`send` writes to it, :meth:`end_input` closes
+    it) or a descriptor the test owns (a pty's terminal end). A thread collects stdout
+    lines so that a test can wait for a reply with a deadline; stderr is read at the exit.
+    """
+
+    def __init__(self, args: Sequence[str], stdin: int | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aiotcp", "client", *args],
+            stdin=subprocess.PIPE if stdin is None else stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._reader.start()
+        self.stderr = ""
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text.encode())
+        self.proc.stdin.flush()
+
+    def end_input(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
+    def wait_for_output(self, pattern: str, timeout: float = HANG_GUARD) -> str:
+        """The first stdout line matching ``pattern``; AssertionError if none comes."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(rx.search(line) for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no output matching {pattern!r}: {self.lines}")
+                self._cond.wait(min(left, 0.1))
+            return next(line for line in self.lines if rx.search(line))
+
+    def wait(self, timeout: float = HANG_GUARD) -> int:
+        """The exit code (stdin left as it is); AssertionError if still running."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"client still running after {timeout:g}s: {self.lines}") from None
+        self._reader.join(HANG_GUARD)
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read().decode("utf-8", "replace")
+        return code
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(HANG_GUARD)
+        self.end_input()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 # The ``spawn_server`` fixture: ``spawn_server(args, preexec_fn=None, env=None)``.
 SpawnServer = Callable[..., ServerProcess]
 
