@@ -162,7 +162,7 @@ def test_version_without_uvloop_says_asyncio() -> None:
 
 
 def test_app_module_in_the_current_directory(spawn_server: SpawnServer, tmp_path: Path) -> None:
-    (tmp_path / "myapp.py").write_text("def handle(message, conn):\n    return 'mine: ' + message\n")
+    (tmp_path / "myapp.py").write_text("def handle(message, conn):\n    return 'mine: ' + message")
     server = spawn_server(["--app", "myapp:handle"], serve=CONSOLE_SERVE, cwd=tmp_path)
     with LineClient(server.port) as client:
         assert client.ask("你好") == "mine: 你好"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -87,11 +88,12 @@ def test_pipelined_messages_from_many_clients_are_all_stored_and_acked_in_order(
 
 
 def test_a_failed_commit_is_err_unavailable_then_the_store_recovers(
-    store_url: str, aiotcp_run: Callable[..., Any]
+    store_url: str, aiotcp_run: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="aiotcp.ingest")
     table = parse_store_url(store_url).table
 
-    async def check(server: TestServer) -> None:
+    async def check(server: TestServer) -> dict[str, int]:
         async with server.client() as c:
             assert await c.request("before") == ACK + "before"
             execute(store_url, f"DROP TABLE {table}")
@@ -100,9 +102,15 @@ def test_a_failed_commit_is_err_unavailable_then_the_store_recovers(
             assert all(r.startswith("ERR unavailable ") for r in replies), replies
             assert await c.request("after") == ACK + "after"  # reconnected, table made again
         assert [b for _, b in rows(store_url)] == ["after"]
+        return dict(server.server.stats.errors)
 
     app, settings = ingest(store_url)
-    aiotcp_run(app, check, **settings)
+    assert aiotcp_run(app, check, **settings) == {"unavailable": 2}  # aiotcp_errors_total
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "aiotcp.ingest"]
+    shown = parse_store_url(store_url).shown
+    assert [level for level, _ in logged] == ["ERROR", "INFO"], logged
+    assert logged[0][1].startswith(f"store {shown} commits failing: "), logged
+    assert logged[1][1].startswith(f"store {shown} recovered after "), logged
 
 
 def test_sqlite_locked_by_another_writer_is_err_unavailable_until_released(
