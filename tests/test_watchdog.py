@@ -69,9 +69,11 @@ def test_watchdog_reports_a_stall_once_with_the_blocking_line(
             watchdog.stop()
         assert not watchdog._thread.is_alive()
 
-    with caplog.at_level(logging.WARNING, logger="aiotcp.watchdog"):
-        with asyncio.Runner(loop_factory=loop_factory(Config(loop=loop))) as runner:
-            runner.run(main())
+    with (
+        caplog.at_level(logging.WARNING, logger="aiotcp.watchdog"),
+        asyncio.Runner(loop_factory=loop_factory(Config(loop=loop))) as runner,
+    ):
+        runner.run(main())
     reports = [r for r in caplog.records if r.name == "aiotcp.watchdog"]
     assert len(reports) == 1
     assert f"at {__file__}:{line} in {block.__name__}\n" in reports[0].getMessage()

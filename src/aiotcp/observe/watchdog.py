@@ -169,7 +169,7 @@ def _is_loop_entry(frame: FrameType) -> bool:
 
 def _is_library(filename: str) -> bool:
     """True for aiotcp, uvloop and the standard library (asyncio included)."""
-    if filename.startswith(_AIOTCP_DIR) or filename.startswith("<frozen "):
+    if filename.startswith((_AIOTCP_DIR, "<frozen ")):
         return True
     uvloop = sys.modules.get("uvloop")
     uvloop_file = getattr(uvloop, "__file__", None)
