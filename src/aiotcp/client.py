@@ -194,7 +194,7 @@ async def run_client(opts: Options) -> int:
     Raises ClientError (one line) when the connection cannot be made or ends early.
     """
     reader, writer = await connect(opts)
-    stdin = StdinLines(asyncio.get_running_loop(), sys.stdin.fileno())
+    stdin = StdinLines(asyncio.get_running_loop(), 0)  # fd 0 even if sys.stdin is None
     printer = ReplyPrinter(opts.framing)
     replies = asyncio.create_task(printer.run(reader))
     sent = 0
