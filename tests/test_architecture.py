@@ -17,15 +17,22 @@ import aiotcp.queued
 PACKAGE = Path(aiotcp.__file__).parent
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def import_graph() -> dict[str, set[str]]:
-    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Module -> the aiotcp modules it imports.
+
+    ``from P import name`` is an edge to ``P.name`` when that is a module, else to ``P``
+    itself (its ``__init__``): a submodule that takes names from its own package's
+    ``__init__`` while that ``__init__`` imports it is a cycle like any other. The
+    parent package every import runs implicitly is not an edge (it holds for every module).
+    """
+    modules = {module_name(p, root): p for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -38,11 +45,13 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     up = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*up, base]) if base else ".".join(up)
-                targets = [base] + [f"{base}.{a.name}" for a in node.names]
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    targets.append(sub if sub in modules else base)
             for t in targets:
                 while t and t not in modules:
                     t = t.rpartition(".")[0]
-                if t and t != name and not name.startswith(t + "."):
+                if t and t != name:
                     graph[name].add(t)
     return graph
 
@@ -82,6 +91,19 @@ def test_the_import_graph_has_no_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_a_submodule_importing_from_its_own_package_init_is_a_cycle(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    (pkg / "inner").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from pkg import inner\n")
+    (pkg / "inner" / "__init__.py").write_text("def open_it():\n    from pkg.inner import sub\n")
+    (pkg / "inner" / "sub.py").write_text("from pkg.inner import Shared\nfrom . import other\n")
+    (pkg / "inner" / "other.py").write_text("")
+    graph = import_graph(pkg)
+    assert graph["pkg"] == {"pkg.inner"}  # a submodule named in ``from P import``
+    assert graph["pkg.inner.sub"] == {"pkg.inner", "pkg.inner.other"}
+    assert find_cycle(graph) == ["pkg.inner", "pkg.inner.sub", "pkg.inner"]
 
 
 def test_lower_layers_never_import_the_server() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.stores import parse_store_url
+from aiotcp.stores.sqlite import DIR_MODE
 from aiotcp.testing import Client, TestServer
 from support.services import (
     STARTUP_TIMEOUT,
@@ -87,11 +89,12 @@ def test_pipelined_messages_from_many_clients_are_all_stored_and_acked_in_order(
 
 
 def test_a_failed_commit_is_err_unavailable_then_the_store_recovers(
-    store_url: str, aiotcp_run: Callable[..., Any]
+    store_url: str, aiotcp_run: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="aiotcp.ingest")
     table = parse_store_url(store_url).table
 
-    async def check(server: TestServer) -> None:
+    async def check(server: TestServer) -> dict[str, int]:
         async with server.client() as c:
             assert await c.request("before") == ACK + "before"
             execute(store_url, f"DROP TABLE {table}")
@@ -100,9 +103,15 @@ def test_a_failed_commit_is_err_unavailable_then_the_store_recovers(
             assert all(r.startswith("ERR unavailable ") for r in replies), replies
             assert await c.request("after") == ACK + "after"  # reconnected, table made again
         assert [b for _, b in rows(store_url)] == ["after"]
+        return dict(server.server.stats.errors)
 
     app, settings = ingest(store_url)
-    aiotcp_run(app, check, **settings)
+    assert aiotcp_run(app, check, **settings) == {"unavailable": 2}  # aiotcp_errors_total
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "aiotcp.ingest"]
+    shown = parse_store_url(store_url).shown
+    assert [level for level, _ in logged] == ["ERROR", "INFO"], logged
+    assert logged[0][1].startswith(f"store {shown} commits failing: "), logged
+    assert logged[1][1].startswith(f"store {shown} recovered after "), logged
 
 
 def test_sqlite_locked_by_another_writer_is_err_unavailable_until_released(
@@ -156,11 +165,33 @@ def test_postgres_connection_killed_then_the_next_batches_reconnect(
         execute(url, f"DROP TABLE IF EXISTS {table}")
 
 
+def umask() -> int:
+    with open("/proc/self/status") as f:
+        return int(next(x for x in f if x.startswith("Umask:")).split()[1], 8)
+
+
+def test_a_sqlite_file_in_a_directory_not_made_yet_gets_the_directory(
+    tmp_path: Any, aiotcp_run: Callable[..., Any]
+) -> None:
+    db = tmp_path / "var" / "lib" / "aiotcp" / "ingest.db"
+    url = f"sqlite:///{db}"
+
+    async def check(server: TestServer) -> None:
+        async with server.client() as c:
+            assert await c.request("first") == ACK + "first"
+
+    app, settings = ingest(url)
+    aiotcp_run(app, check, **settings)
+    assert [b for _, b in rows(url)] == ["first"]
+    for made in (db.parent, db.parent.parent, db.parent.parent.parent):
+        assert made.stat().st_mode & 0o777 == DIR_MODE & ~umask(), made
+
+
 @pytest.mark.parametrize("store, words", [
     ("foo://user:s3cret@h/d", "unknown scheme 'foo'"),
     ("postgresql://postgres:s3cret@127.0.0.1:1/test", "cannot be opened"),
     ("mysql://root:s3cret@127.0.0.1:1/test", "cannot be opened"),
-    ("sqlite:////nonexistent-dir/x.db", "cannot be opened: unable to open database file"),
+    ("sqlite:////dev/null/x.db", "cannot be opened: /dev/null is not a directory"),
 ])
 def test_a_store_that_cannot_be_used_stops_startup_with_one_line(store: str, words: str) -> None:
     rc, log = serve_expecting_failure(["--app", "ingest", "--store", store])

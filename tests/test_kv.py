@@ -13,12 +13,16 @@ import redis
 from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.testing import TestServer
+from support.clients import LineClient
+from support.metrics import http_get, scrape
+from support.process import SpawnServer
 from support.services import (
     OwnRedis,
     free_port,
     own_redis,
     serve_expecting_failure,
 )
+from support.waiting import wait_until
 
 
 def kv(url: str) -> Any:
@@ -156,3 +160,57 @@ def test_redis_unusable_at_startup_is_exit_1_with_one_line(url: str, words: str)
     errors = [line for line in log.splitlines() if "ERROR" in line]
     assert rc == 1 and len(errors) == 1 and words in errors[0], log
     assert "Traceback" not in log and "s3cret" not in log, log
+
+
+def test_err_replies_are_counted_by_code(
+    redis_url: str, key: str, aiotcp_run: Callable[..., Any]
+) -> None:
+    direct = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def check(server: TestServer) -> dict[str, int]:
+        direct.rpush(key, "a list")
+        async with server.client() as c:
+            await c.send("NOPE", f"GET {key}", "GET", f"SET {key}:s v")
+            replies = [await c.recv() for _ in range(4)]
+        assert [r.split(" ")[:2] for r in replies] == [
+            ["ERR", "bad-command"], ["ERR", "redis"], ["ERR", "bad-command"], ["OK"]]
+        return dict(server.server.stats.errors)
+
+    try:
+        errors = aiotcp_run(kv(redis_url), check)
+    finally:
+        direct.delete(key, f"{key}:s")
+        direct.close()
+    assert errors == {"bad-command": 2, "redis": 1}
+
+
+def test_redis_down_is_counted_logged_once_and_not_ready_until_it_is_back(
+    private_redis: OwnRedis, spawn_server: SpawnServer
+) -> None:
+    metrics = free_port()
+    server = spawn_server(
+        ["--app", "kv", "--redis", private_redis.url, "--metrics-port", str(metrics)]
+    )
+
+    def readyz() -> int:
+        return http_get(metrics, "/readyz")[0]
+
+    wait_until(lambda: readyz() == 200, what="/readyz 200 with Redis up")
+    with LineClient(server.port) as c:
+        private_redis.stop()
+        # No command runs: the PING finds Redis gone.
+        wait_until(lambda: readyz() == 503, what="/readyz 503 with Redis down")
+        for _ in range(3):
+            assert (c.ask("GET k") or "").startswith("ERR unavailable "), server.log
+        assert c.ask("NOPE") == "ERR bad-command NOPE"
+        private_redis.start()
+        wait_until(lambda: readyz() == 200, what="/readyz 200 with Redis back")
+        assert c.ask("SET k v") == "OK"
+    got = scrape(metrics) or {}
+    assert got['aiotcp_errors_total{code="unavailable"}'] == 3
+    assert got['aiotcp_errors_total{code="bad-command"}'] == 1
+    log = server.log.splitlines()
+    down = [line for line in log if f"redis {private_redis.url} unreachable: " in line]
+    back = [line for line in log if f"redis {private_redis.url} recovered after " in line]
+    assert len(down) == 1 and "ERROR" in down[0], server.log
+    assert len(back) == 1, server.log

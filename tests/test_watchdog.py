@@ -6,19 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from aiotcp.config import Config
 from aiotcp.observe.lag import LagSampler
 from aiotcp.observe.stats import Stats
-from aiotcp.observe.watchdog import start_watchdog
+from aiotcp.observe.watchdog import BETWEEN_CALLBACKS, _describe, start_watchdog
+from aiotcp.runner import loop_factory
 from support.clients import LineClient
 from support.metrics import http_get, scraped
 from support.ports import free_port
 from support.process import APPS, SpawnServer
-from support.waiting import wait_until, wait_until_async
+from support.waiting import HANG_GUARD, wait_until, wait_until_async
 
 
 def line_marked(path: Path, marker: str) -> int:
@@ -34,29 +38,71 @@ def block_the_loop() -> None:
     time.sleep(0.3)  # WATCHDOG-TEST-LINE
 
 
+def wait_in_the_standard_library() -> None:
+    threading.Event().wait(0.3)  # WATCHDOG-STDLIB-LINE
+
+
+# A handler's own line is named, also when what blocks is a standard-library call
+# written in Python (the innermost frame is then threading.py, not the user's).
+BLOCKERS = {
+    "time.sleep": (block_the_loop, "# WATCHDOG-TEST-LINE"),
+    "threading.Event.wait": (wait_in_the_standard_library, "# WATCHDOG-STDLIB-LINE"),
+}
+
+
+@pytest.mark.parametrize("blocker", BLOCKERS)
 def test_watchdog_reports_a_stall_once_with_the_blocking_line(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, loop: str, blocker: str
 ) -> None:
     stats = Stats()
-    line = line_marked(Path(__file__), "# WATCHDOG-TEST-LINE")
+    block, marker = BLOCKERS[blocker]
+    line = line_marked(Path(__file__), marker)
 
     async def main() -> None:
         watchdog = start_watchdog(asyncio.get_running_loop(), stats, 50)
         try:
             await asyncio.sleep(0.1)  # the loop turning normally is no stall
             assert stats.loop_stalls == 0
-            block_the_loop()
+            block()
             await asyncio.sleep(0.1)
         finally:
             watchdog.stop()
         assert not watchdog._thread.is_alive()
 
-    with caplog.at_level(logging.WARNING, logger="aiotcp.watchdog"):
-        asyncio.run(main())
+    with (
+        caplog.at_level(logging.WARNING, logger="aiotcp.watchdog"),
+        asyncio.Runner(loop_factory=loop_factory(Config(loop=loop))) as runner,
+    ):
+        runner.run(main())
     reports = [r for r in caplog.records if r.name == "aiotcp.watchdog"]
     assert len(reports) == 1
-    assert f"{__file__}:{line} in block_the_loop" in reports[0].getMessage()
+    assert f"at {__file__}:{line} in {block.__name__}\n" in reports[0].getMessage()
     assert stats.loop_stalls == 1
+
+
+def test_a_loop_between_callbacks_is_not_blamed_on_where_it_was_entered(loop: str) -> None:
+    """Overload: the stall is many short callbacks, and the loop thread, when looked at,
+    is in the loop itself (polling), below the runner that entered it."""
+    runner = asyncio.Runner(loop_factory=loop_factory(Config(loop=loop)))
+    stop = threading.Event()
+
+    async def idle() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+
+    thread = threading.Thread(target=runner.run, args=(idle(),))
+    thread.start()
+    try:
+        wait_until(lambda: runner._loop is not None and runner._loop.is_running(), what="loop up")
+        # Most of the time the loop waits for its next timer in epoll, between callbacks.
+        wait_until(
+            lambda: _describe(sys._current_frames()[thread.ident or 0])[0] == BETWEEN_CALLBACKS,
+            what="the loop thread seen between callbacks",
+        )
+    finally:
+        stop.set()
+        thread.join(HANG_GUARD)
+        runner.close()
 
 
 def test_watchdog_rejects_a_zero_threshold() -> None:

@@ -1,22 +1,36 @@
-"""``aiotcp serve | bench | compare``: parse flags, build a Config, hand over.
+"""``aiotcp serve | client | bench | compare | --version``: parse flags, build a Config,
+hand over.
 
 Each Config field is one flag: ``Config.idle_timeout`` is ``--idle-timeout``. Flags
-default to None so that only those given override the environment and the file.
+default to None so that only those given override the environment and the file. A bad
+setting is one line naming where it came from and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 from dataclasses import asdict, fields
+from typing import NoReturn
 
 from aiotcp import config as configmod
 from aiotcp.config import Config, ConfigError
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage error is two lines, not the whole option list:
+    ``usage: PROG [options] ('PROG --help' for the options)`` and the error itself."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"usage: {self.prog} [options] ('{self.prog} --help' for the options)",
+              file=sys.stderr)  # fmt: skip
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def serve_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="aiotcp serve",
         description="Serve a message handler over TCP (default: the ack app on 127.0.0.1:8888).",
         epilog="Every flag is also an environment variable AIOTCP_<FLAG> and a key in the "
@@ -59,7 +73,22 @@ def serve_main(argv: list[str]) -> int:
     return launch(config, args, config_file)
 
 
-USAGE = """usage: aiotcp {serve,check,client,bench,compare} [options]
+def version_text() -> str:
+    """What ``aiotcp --version`` prints: aiotcp's version, then the Python and the event
+    loop it runs on (the one ``--loop auto`` picks), as ``name version`` parts."""
+    from aiotcp import __version__
+
+    parts = [f"{platform.python_implementation()} {platform.python_version()}"]
+    try:
+        import uvloop
+    except ImportError:
+        parts.append("event loop asyncio (uvloop not installed)")
+    else:
+        parts.append(f"event loop uvloop {getattr(uvloop, '__version__', '(version unknown)')}")
+    return f"aiotcp {__version__} ({', '.join(parts)})"
+
+
+USAGE = """usage: aiotcp {serve,check,client,bench,compare} [options] | aiotcp --version
 
   serve     run a server (default app: reply '已收到: <message>' on 127.0.0.1:8888)
   check     load what 'serve' would serve with the same flags, print it, exit 0 or 1
@@ -75,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
+    if args[0] == "--version":
+        print(version_text())
+        return 0
     command, rest = args[0], args[1:]
     if command == "serve":
         return serve_main(configmod.join_repeated(rest))

@@ -3,17 +3,25 @@
 Interactive on a terminal; with stdin a pipe or a file it sends every line, and at the
 end of stdin waits for the replies to what it sent (one per message in line and length
 framing; until the server has been quiet for a moment in raw framing), prints them and
-exits 0. It speaks TLS as it speaks plain TCP. It exits 1 with one line on stderr if it
-cannot connect, the TLS handshake fails, or the server closes before every reply came.
+exits 0. It speaks TLS as it speaks plain TCP.
+
+Exit 0 only when stdin ended and every reply came. Exit 1 with one line on stderr when
+it cannot connect, the TLS handshake fails, or the connection ends early: the server
+closes (idle timeout, ``ERR shutdown``, a refused client certificate) while stdin is
+still open or before every reply came.
+
+Stdin is read on the event loop (``add_reader`` on its descriptor, left in blocking mode
+because a terminal shares it with stdout), never by a thread: a thread blocked in a read
+of ``sys.stdin`` when the client exits aborts the interpreter at shutdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import ssl
 import sys
-import threading
 from dataclasses import dataclass
 
 from aiotcp.codecs import FrameError, ProtocolError, make_codec
@@ -116,63 +124,116 @@ async def connect(opts: Options) -> tuple[asyncio.StreamReader, asyncio.StreamWr
         raise ClientError(f"TLS handshake with {where} failed: {e.reason or e}") from None
     except TimeoutError:
         raise ClientError(f"cannot connect to {where}: timed out") from None
-    except OSError as e:
-        raise ClientError(f"cannot connect to {where}: {e.strerror or e}") from None
+    except OSError as e:  # asyncio's strerror is "Connect call failed (addr)": say why
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ClientError(f"cannot connect to {where}: {reason}") from None
 
 
-def start_stdin_reader(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]) -> None:
-    """Read stdin lines in a daemon thread (it never holds up the exit); None at its end."""
+class StdinLines:
+    """The lines of a file descriptor (stdin), without their line ends; None at its end.
 
-    def put(item: bytes | None) -> None:
+    A pipe, socket or terminal is watched by the loop and read when readable; a regular
+    file or ``/dev/null`` (which the loop cannot watch, and whose reads never wait) is
+    read when a line is asked for.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self._loop = loop
+        self._fd = fd
+        self._pending = bytearray()
+        self._lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._ended = False
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-        except RuntimeError:
-            pass  # the loop has closed: we are exiting
+            loop.add_reader(fd, self._read)
+            self._watched = True
+        except (OSError, ValueError):  # EPERM: a regular file; EBADF: no stdin at all
+            self._watched = False
 
-    def read() -> None:
-        for raw in sys.stdin.buffer:
-            put(raw.rstrip(b"\n").removesuffix(b"\r"))
-        put(None)
+    def _read(self) -> None:
+        try:
+            data = os.read(self._fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # EIO: the terminal went away; EBADF: closed
+            data = b""
+        if not data:
+            self._end()
+            return
+        self._pending += data
+        *lines, rest = self._pending.split(b"\n")
+        self._pending = bytearray(rest)
+        for line in lines:
+            self._lines.put_nowait(bytes(line).removesuffix(b"\r"))
 
-    threading.Thread(target=read, name="aiotcp-client-stdin", daemon=True).start()
+    def _end(self) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.close()
+        if self._pending:
+            self._lines.put_nowait(bytes(self._pending).removesuffix(b"\r"))
+            self._pending.clear()
+        self._lines.put_nowait(None)
+
+    async def next(self) -> bytes | None:
+        """The next line; None once stdin has ended."""
+        while not self._watched and self._lines.empty() and not self._ended:
+            self._read()
+        return await self._lines.get()
+
+    def close(self) -> None:
+        """Stop watching the descriptor (idempotent); it stays open and unchanged."""
+        if self._watched:
+            self._watched = False
+            self._loop.remove_reader(self._fd)
 
 
 async def run_client(opts: Options) -> int:
+    """Send stdin, print replies; 0 when stdin ended and every reply came.
+
+    Raises ClientError (one line) when the connection cannot be made or ends early.
+    """
     reader, writer = await connect(opts)
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
-    start_stdin_reader(loop, lines)
+    stdin = StdinLines(asyncio.get_running_loop(), 0)  # fd 0 even if sys.stdin is None
     printer = ReplyPrinter(opts.framing)
     replies = asyncio.create_task(printer.run(reader))
     sent = 0
+    ended = False
     try:
         while True:
-            getter = asyncio.ensure_future(lines.get())
+            getter = asyncio.ensure_future(stdin.next())
             done, _ = await asyncio.wait({getter, replies}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
                 break  # the server closed the connection
             line = getter.result()
             if line is None:
+                ended = True
                 break
             sent += 1
             try:
                 writer.write(encode(opts.framing, line))
                 await writer.drain()
-            except ConnectionError:
+            except (ConnectionError, ssl.SSLError):
                 break  # the server closed on us; the replies it sent are still read
-        if not replies.done():
+        if not replies.done():  # stdin ended, or a write failed: the replies still due
             await printer.wait_for(sent, opts.reply_timeout)
     finally:
+        stdin.close()
         replies.cancel()
         writer.close()
         try:
             await writer.wait_closed()
         except (ConnectionError, ssl.SSLError, TimeoutError):
             pass
-    if opts.framing != "raw" and printer.count < sent:
-        raise ClientError(f"connection closed after {printer.count} of {sent} replies")
-    return 0
+    complete = ended and not printer.broken and (opts.framing == "raw" or printer.count >= sent)
+    if complete:
+        return 0
+    if printer.error:
+        raise ClientError(printer.error)
+    if not ended:
+        raise ClientError("the server closed the connection before the end of stdin")
+    raise ClientError(f"connection closed after {printer.count} of {sent} replies")
 
 
 class ReplyPrinter:
@@ -183,6 +244,10 @@ class ReplyPrinter:
         self.codec = make_codec(framing, MAX_REPLY)
         self.count = 0
         self.closed = False
+        # Why reading ended, if not by the server's close: a TLS alert (such as a
+        # refused client certificate), a reply that broke the framing.
+        self.error = ""
+        self.broken = False  # a reply could not be read: never a complete exchange
         self._changed = asyncio.Event()
 
     async def run(self, reader: asyncio.StreamReader) -> None:
@@ -194,11 +259,17 @@ class ReplyPrinter:
                     self.count += 1
                 sys.stdout.flush()
                 self._changed.set()
-        except (ConnectionError, ssl.SSLError):
-            pass
+        except ssl.SSLError as e:
+            reason = str(e.reason or e)
+            if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason:  # the server's alert
+                self.error = f"the server refused the client certificate ({reason})"
+            else:
+                self.error = f"TLS error: {reason}"
+        except ConnectionError:
+            pass  # a reset after the server's last reply (e.g. ERR too-long) is a close
         except ProtocolError as e:  # a reply over MAX_REPLY, or not the framing asked for
-            sys.stderr.write(f"aiotcp client: the server's reply broke the {self.framing} "
-                             f"framing: {e.code} {e.text}\n")
+            self.error = f"the server's reply broke the {self.framing} framing: {e.code} {e.text}"
+            self.broken = True
         finally:
             if self.framing == "raw" and self.count:
                 sys.stdout.write("\n")

@@ -8,10 +8,12 @@ file > default. The CLI only parses and builds a Config; everything else reads i
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -43,6 +45,12 @@ DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 # from trusted proxies); loopback by default, where a local HAProxy runs.
 DEFAULT_PROXY_TRUSTED = "127.0.0.0/8,::1/128"
 
+# Worker processes per core at most. One asyncio worker keeps a core busy on its own;
+# gunicorn's "2 x cores + 1" is for workers that block. Past a few per core more workers
+# only add memory (a process, a loop, a lifespan each) and context switches, and a typo
+# such as --workers 100000 would fork the machine to a halt.
+MAX_WORKERS_PER_CORE = 4
+
 DEFAULT_STREAM_MAXLEN = 100_000
 DEFAULT_MAX_SUBSCRIPTIONS = 100
 
@@ -53,6 +61,7 @@ FRAMINGS = ("line", "length", "varint", "raw")
 APIS = ("handler", "streams")
 LOOPS = ("auto", "uvloop", "asyncio")
 LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 CLIENT_CERT_MODES = ("none", "optional", "required")
 BROKER_MODES = ("pubsub", "streams")
 # Mozilla's server-side TLS guidelines (v5.7): intermediate is TLS 1.2 + 1.3 with AEAD
@@ -69,7 +78,43 @@ DEFAULT_UDS_MODE = "660"
 
 
 class ConfigError(ValueError):
-    """A setting has a value it cannot take; the message names the setting."""
+    """A setting has a value it cannot take.
+
+    The message is a template naming each setting it is about as ``{field_name}``, so
+    that whoever knows where the values came from (:func:`build`) can name each by its
+    source: ``--idle-timeout``, ``AIOTCP_IDLE_TIMEOUT`` or ``idle_timeout in FILE``.
+    ``str()`` gives the plain field names.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        super().__init__(self.render(lambda name: name))
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str]]:
+        return (ConfigError, (self.template,))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each ``{setting}`` replaced by ``name(setting)``."""
+        return self.template.format_map(_Names(name))
+
+
+class _Names(dict[str, str]):
+    def __init__(self, name: Callable[[str], str]) -> None:
+        super().__init__()
+        self._name = name
+
+    def __missing__(self, key: str) -> str:
+        return self._name(key)
+
+
+def escape(text: str) -> str:
+    """``text`` made literal inside a ConfigError template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message shows it (safe inside a ConfigError template)."""
+    return escape(repr(value))
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -104,7 +149,7 @@ class Config:
     max_line: int = field(
         default=DEFAULT_MAX_LINE, metadata=_opt("largest frame in bytes; longer -> ERR too-long")
     )
-    log_level: str = field(default="info", metadata=_opt("logging level"))
+    log_level: str = field(default="info", metadata=_opt("logging level: " + ", ".join(LOG_LEVELS)))
     log_format: str = field(default="text", metadata=_opt("log format", LOG_FORMATS))
     access_log: bool = field(
         default=True, metadata=_opt("log each connection's close at INFO (aiotcp.access)")
@@ -244,27 +289,45 @@ class Config:
             ("broker_mode", BROKER_MODES),
             ("tls_profile", TLS_PROFILES),
         ):
-            if getattr(self, name) not in choices:
-                raise ConfigError(f"{name} must be one of {', '.join(choices)}")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError("port must be 0..65535")
+            _one_of(name, getattr(self, name), choices)
+        _one_of("log_level", self.log_level.lower(), LOG_LEVELS)  # logging takes any case
+        for name in ("port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{{{name}}} must be 0..65535, not {getattr(self, name)}")
         if self.max_line < 1:
-            raise ConfigError("max_line must be >= 1")
-        for name in ("max_connections", "max_connections_per_ip", "threads", "metrics_port"):
+            raise ConfigError(f"{{max_line}} must be >= 1, not {self.max_line}")
+        for name in ("max_connections", "max_connections_per_ip", "threads", "byte_rate_limit"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0")
+                raise ConfigError(f"{{{name}}} must be >= 0, not {getattr(self, name)}")
         for name in ("max_pipeline", "handler_concurrency", "stream_maxlen", "max_subscriptions"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1")
+                raise ConfigError(f"{{{name}}} must be >= 1, not {getattr(self, name)}")
         if self.binary and self.codec:
-            raise ConfigError("binary applies to the built-in framings; a codec "
-                              "decides its own message types")
+            raise ConfigError(
+                "{binary} applies to the built-in framings; a {codec} decides its own "
+                "message types"
+            )
+        for name, kind in field_types().items():
+            value = getattr(self, name)
+            if kind is float and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{{{name}}} must be a finite number >= 0, not {value!r}")
+        if "\n" in self.ack_prefix or "\r" in self.ack_prefix:
+            raise ConfigError(
+                f"{{ack_prefix}} must not contain a line break (each reply would become "
+                f"two lines and break line framing), not {shown(self.ack_prefix)}"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
-            raise ConfigError("tls_cert and tls_key must be given together")
+            raise ConfigError("{tls_cert} and {tls_key} must be given together")
         if self.tls_client_cert != "none" and not self.tls_ca:
-            raise ConfigError("tls_client_cert needs tls_ca (the CA that signs client certificates)")
+            raise ConfigError(
+                "{tls_client_cert} needs {tls_ca} (the CA that signs client certificates)"
+            )
         if self.tls_ca and not self.tls_cert:
-            raise ConfigError("tls_ca needs tls_cert and tls_key")
+            raise ConfigError("{tls_ca} needs {tls_cert} and {tls_key}")
+        if self.broker_mode == "streams" and not self.broker:
+            raise ConfigError(
+                "{broker_mode} streams needs {broker} (the Redis that holds the streams)"
+            )
         self.trusted_networks()
         from aiotcp.keepalive import parse_keepalive
         from aiotcp.limits import parse_rate
@@ -272,24 +335,11 @@ class Config:
         try:
             parse_rate(self.rate_limit)
         except ValueError as e:
-            raise ConfigError(f"rate_limit {e}") from None
-        if self.byte_rate_limit < 0 or not 0 <= self.max_connection_rate_per_ip < float("inf"):
-            raise ConfigError("byte_rate_limit and max_connection_rate_per_ip must be >= 0")
-
+            raise ConfigError(f"{{rate_limit}} {escape(str(e))}") from None
         try:
             parse_keepalive(self.tcp_keepalive)
         except ValueError as e:
-            raise ConfigError(f"tcp_keepalive {e}") from None
-        for name in (
-            "idle_timeout",
-            "write_timeout",
-            "handler_timeout",
-            "shutdown_timeout",
-            "block_threshold",
-            "handshake_timeout",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0")
+            raise ConfigError(f"{{tcp_keepalive}} {escape(str(e))}") from None
         self.worker_count()
         self.bind_addresses()
         self.inherited_fds()
@@ -334,15 +384,28 @@ class Config:
 
     def worker_count(self) -> int:
         """The number of worker processes ``workers`` asks a supervisor for (``auto`` =
-        cores); 0: no supervisor, the server is this process."""
+        cores); 0: no supervisor, the server is this process.
+
+        Raises ConfigError for a value that is not a whole number or ``auto``, is below 0,
+        or is over :data:`MAX_WORKERS_PER_CORE` per core.
+        """
+        cores = os.cpu_count() or 1
         if self.workers == "auto":
-            return os.cpu_count() or 1
+            return cores
         try:
             n = int(self.workers)
         except ValueError:
-            raise ConfigError("workers must be a whole number or 'auto'") from None
+            raise ConfigError(
+                f"{{workers}} must be a whole number or 'auto', not {shown(self.workers)}"
+            ) from None
         if n < 0:
-            raise ConfigError("workers must be >= 0")
+            raise ConfigError(f"{{workers}} must be >= 0, not {n}")
+        most = MAX_WORKERS_PER_CORE * cores
+        if n > most:
+            raise ConfigError(
+                f"{{workers}} must be at most {most} ({MAX_WORKERS_PER_CORE} per core on "
+                f"this {cores}-core machine), not {n}"
+            )
         return n
 
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -355,7 +418,7 @@ class Config:
             try:
                 nets.append(ipaddress.ip_network(part, strict=False))
             except ValueError:
-                raise ConfigError(f"proxy_trusted: {part!r} is not a CIDR") from None
+                raise ConfigError(f"{{proxy_trusted}}: {shown(part)} is not a CIDR") from None
         return nets
 
     @property
@@ -399,6 +462,11 @@ def join_repeated(argv: list[str]) -> list[str]:
     return out
 
 
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{{{name}}} must be one of {', '.join(choices)}, not {shown(value)}")
+
+
 def field_types() -> dict[str, type]:
     """Map each Config field name to its Python type (str, int, float or bool)."""
     types = {"str": str, "int": int, "float": float, "bool": bool}
@@ -406,52 +474,104 @@ def field_types() -> dict[str, type]:
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Convert ``value`` (a string from env/flags, or a TOML value) to the type of ``name``."""
+    """Convert ``value`` to the type of the field ``name``; raise ConfigError if it cannot be.
+
+    A string (a flag, an environment variable, a quoted TOML value) is parsed; any other
+    value (from TOML)
+    must already be of the field's type (an int is taken for a float or a text setting,
+    never for a bool).
+    """
     kind = field_types()[name]
-    if kind is bool:
-        if isinstance(value, bool):
+    if name in REPEATABLE and isinstance(value, list):  # TOML: bind = ["a:1", "b:2"]
+        return ",".join(str(v) for v in value)
+    if not isinstance(value, str):
+        if type(value) is kind:
             return value
-        text = str(value).strip().lower()
+        if type(value) is int and kind in (float, str):  # port = 8 as a float; workers = 4
+            return kind(value)
+        raise ConfigError(f"{{{name}}} must be {_kind_name(kind)}, not {shown(value)}")
+    if kind is bool:
+        text = value.strip().lower()
         if text in ("1", "true", "yes", "on"):
             return True
         if text in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{name} must be true or false, not {value!r}")
+        raise ConfigError(f"{{{name}}} must be true or false, not {shown(value)}")
     if kind is str:
-        if name in REPEATABLE and isinstance(value, list):
-            return ",".join(str(v) for v in value)
-        return str(value)
+        return value
     try:
         return kind(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a {kind.__name__}, not {value!r}") from None
+    except ValueError:
+        raise ConfigError(f"{{{name}}} must be {_kind_name(kind)}, not {shown(value)}") from None
+
+
+def _kind_name(kind: type) -> str:
+    return {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, "text")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a setting's value came from, named as the user wrote it."""
+
+    kind: str  # "flag", "env", "file" or "default"
+    path: str = ""
+
+    def name(self, setting: str) -> str:
+        """``--idle-timeout``, ``AIOTCP_IDLE_TIMEOUT``, ``idle_timeout in PATH``; a setting
+        left at its default is named by its flag (what the user would add)."""
+        if self.kind == "env":
+            return ENV_PREFIX + setting.upper()
+        if self.kind == "file":
+            return f"{setting} in {self.path}"
+        return "--" + setting.replace("_", "-")
+
+
+FLAG = Source("flag")
+ENV = Source("env")
+DEFAULT = Source("default")
+
+
+def unknown_settings_error(keys: list[str], path: str) -> ConfigError:
+    """The error for TOML keys that are no setting, with a hint for each near miss."""
+    known = list(field_types())
+    described = []
+    for key in keys:
+        dashless = key.replace("-", "_")
+        near = [dashless] if dashless in known else difflib.get_close_matches(key, known, n=1)
+        described.append(f"{key} (did you mean {near[0]}?)" if near else key)
+    noun = "setting" if len(keys) == 1 else "settings"
+    return ConfigError(f"unknown {noun} in {escape(path)}: {', '.join(described)}")
 
 
 def from_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The settings given as ``AIOTCP_<NAME>`` environment variables."""
-    out: dict[str, Any] = {}
-    for name in field_types():
-        key = ENV_PREFIX + name.upper()
-        if key in environ:
-            out[name] = coerce(name, environ[key])
-    return out
+    """The settings given as ``AIOTCP_<NAME>`` environment variables (still strings)."""
+    return {
+        name: environ[ENV_PREFIX + name.upper()]
+        for name in field_types()
+        if ENV_PREFIX + name.upper() in environ
+    }
 
 
 def from_toml(path: str) -> dict[str, Any]:
-    """The settings in a TOML file (top level, or under a ``[aiotcp]`` table)."""
+    """The settings in a TOML file (top level, or under a ``[aiotcp]`` table), unconverted.
+
+    Raises ConfigError if the file cannot be read, is not TOML, or has a key that is no
+    setting (with ``did you mean`` for a near miss such as ``ack-prefix``).
+    """
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read config file {escape(path)}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        raise ConfigError(
+            f"config file {escape(path)} is not valid TOML: {escape(str(e))}"
+        ) from None
     table = data.get("aiotcp", data)
-    known = field_types()
-    unknown = sorted(set(table) - set(known))
+    unknown = sorted(set(table) - set(field_types()))
     if unknown:
-        raise ConfigError(f"unknown setting(s) in {path}: {', '.join(unknown)}")
-    return {name: coerce(name, value) for name, value in table.items()}
+        raise unknown_settings_error(unknown, path)
+    return dict(table)
 
 
 def build(
@@ -459,12 +579,25 @@ def build(
     environ: Mapping[str, str] | None = None,
     config_file: str | None = None,
 ) -> Config:
-    """Merge defaults < TOML file < environment < flags into a validated Config."""
+    """Merge defaults < TOML file < environment < flags into a validated Config.
+
+    Raises ConfigError whose message names each bad setting by where its value came from
+    (``--idle-timeout``, ``AIOTCP_IDLE_TIMEOUT`` or ``idle_timeout in FILE``).
+    """
     env = os.environ if environ is None else environ
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
-    merged: dict[str, Any] = {}
+    given: dict[str, tuple[Any, Source]] = {}
     if path:
-        merged.update(from_toml(path))
-    merged.update(from_env(env))
-    merged.update({k: coerce(k, v) for k, v in flags.items() if v is not None})
-    return Config(**merged).validate()
+        file = Source("file", path)
+        given.update((k, (v, file)) for k, v in from_toml(path).items())
+    given.update((k, (v, ENV)) for k, v in from_env(env).items())
+    given.update((k, (v, FLAG)) for k, v in flags.items() if v is not None)
+
+    def name(setting: str) -> str:
+        return given.get(setting, (None, DEFAULT))[1].name(setting)
+
+    try:
+        merged = {k: coerce(k, v) for k, (v, _) in given.items()}
+        return Config(**merged).validate()
+    except ConfigError as e:
+        raise ConfigError(escape(e.render(name))) from None

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aiotcp.app import AppError, LifespanError
+from aiotcp.apps import app_name, load_app
 from aiotcp.codecs import CodecError
-from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.frontdoor import TLSSetupError
 from aiotcp.listeners import ListenerError, remove_socket_files
@@ -100,15 +100,17 @@ def run(config: Config, handler: Any = None) -> int:
     except AppError as e:
         log.error("%s", e)
         return 1
+    name = config.app if handler is None else app_name(handler)
     try:
         with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-            return runner.run(serve_async(config, app))
+            return runner.run(serve_async(config, app, name))
     finally:
         remove_socket_files()  # a --uds file this process made
 
 
-async def serve_async(config: Config, handler: Any) -> int:
-    """Start, serve until a signal, drain. Returns the exit code."""
+async def serve_async(config: Config, handler: Any, name: str | None = None) -> int:
+    """Start, serve until a signal, drain. Returns the exit code. ``name`` is what the
+    log calls the app (default: ``config.app``)."""
     loop = asyncio.get_running_loop()
     try:
         server = Server(handler, config)
@@ -144,7 +146,8 @@ async def serve_async(config: Config, handler: Any) -> int:
         except OSError:
             return 1  # already logged (e.g. the metrics port is taken); the drain follows
         log.info(
-            "serving app %r (%s framing) on %s", config.app, config.framing, type(loop).__module__
+            "serving app %r (%s framing) on %s",
+            name or config.app, config.framing, type(loop).__module__,
         )
         await server.serve_until_stopped()
     finally:

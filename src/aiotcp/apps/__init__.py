@@ -9,16 +9,17 @@ its module, imported only when chosen (an app's library is needed only when serv
 from __future__ import annotations
 
 import importlib
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
-from aiotcp.app import App, AppError, as_app
+from aiotcp.app import App, AppError, State, as_app
 from aiotcp.apps.basic import Ack, Echo
 from aiotcp.loading import LoadError, import_object
 
 if TYPE_CHECKING:
     from aiotcp.config import Config
 
-__all__ = ["Ack", "Echo", "BUILTIN", "load_app"]
+__all__ = ["Ack", "Echo", "BUILTIN", "app_name", "counting_app", "load_app"]
 
 # name -> (module, the extra that module's library comes with, or "")
 BUILTIN: dict[str, tuple[str, str]] = {
@@ -61,3 +62,31 @@ def load_app(config: Config) -> App:
     if not callable(obj) and not isinstance(obj, App):
         raise AppError(f"app {name!r} is not callable")
     return as_app(obj)
+
+
+def app_name(obj: Any) -> str:
+    """How the log names a handler or App served by ``aiotcp.serve(obj)``: the handler's
+    ``module:qualname`` (a handler object's class's; ``__main__:handle`` in a script)."""
+    if isinstance(obj, App):
+        try:
+            obj = obj.target
+        except AppError:
+            return "an App without a handler"
+    named = obj if hasattr(obj, "__qualname__") else type(obj)
+    module = getattr(named, "__module__", None) or "?"
+    return f"{module}:{getattr(named, '__qualname__', repr(named))}"
+
+
+def counting_app(handler: Any) -> App:
+    """An App serving ``handler``, which counts its own ``ERR`` replies in its ``stats``:
+    once the app runs, those are the serving server's counters (``aiotcp_errors_total``).
+    The handler's own lifespans are added after this one."""
+    app = App(handler)
+
+    @app.lifespan
+    async def count_into_the_server(state: State) -> AsyncGenerator[None, None]:
+        if app.stats is not None:  # set by the server before its lifespans run
+            handler.stats = app.stats
+        yield
+
+    return app

@@ -10,20 +10,30 @@ When a commit fails, each message of that batch is answered
 ``ERR unavailable <reason>`` instead of an ack (it may or may not have been stored:
 the client may resend it); the server keeps serving and retries the store with the
 next batch. A store that cannot be opened at startup stops the server (exit 1).
+
+Each ``ERR unavailable`` is counted in the server's ``aiotcp_errors_total``; failed
+commits are logged once when they begin (with the reason), reminded once a minute while
+they go on, and the recovery is logged (see :mod:`aiotcp.observe.outage`).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from aiotcp.app import App, AppError, State
+from aiotcp.apps import counting_app
+from aiotcp.observe.outage import Outage
+from aiotcp.observe.stats import Stats
 from aiotcp.stores import Row, StoreError, StoreUnavailable, store_from_url
 from aiotcp.stores.group import GroupCommitter
 
 if TYPE_CHECKING:
     from aiotcp.config import Config
+
+log = logging.getLogger("aiotcp.ingest")
 
 UNAVAILABLE = "ERR unavailable "
 
@@ -42,6 +52,9 @@ class Ingest:
     def __init__(self, committer: GroupCommitter, prefix: str) -> None:
         self.committer = committer
         self.prefix = prefix
+        # The serving server's counters once the app runs (see make_app).
+        self.stats = Stats()
+        self.health = Outage(f"store {committer.store.url.shown}", "commits failing", log)
 
     async def lifespan(self, state: State) -> AsyncGenerator[None, None]:
         """Open the store and start the group committer; close them after the drain."""
@@ -65,7 +78,10 @@ class Ingest:
         try:
             await self.committer.append(rows)
         except StoreUnavailable as e:
+            self.health.failed(str(e))
+            self.stats.error("unavailable", len(messages))
             return [UNAVAILABLE + str(e)] * len(messages)
+        self.health.succeeded()
         prefix = self.prefix
         return [prefix + m for m in messages]
 
@@ -82,4 +98,6 @@ def make_app(config: Config) -> App:
         raise AppError(str(e)) from None
     committer = GroupCommitter(store, per_message=store.url.commit == "each")
     handler = Ingest(committer, config.ack_prefix)
-    return App(handler, lifespan=handler.lifespan)
+    app = counting_app(handler)
+    app.lifespan(handler.lifespan)
+    return app

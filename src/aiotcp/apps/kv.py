@@ -13,10 +13,19 @@ Redis as one pipeline, one round trip, answered in order. A Redis error for one 
 (a key holding a list, say) is ``ERR redis <its message>``; when Redis cannot be
 reached each command is ``ERR unavailable <reason>``, and the next ones try again, so
 the service recovers when Redis does. Redis unreachable at startup stops the server.
+
+Every ``ERR`` reply is counted in the server's ``aiotcp_errors_total{code=...}``
+(``bad-command``, ``unavailable``, ``redis``). Redis going away and coming back is
+logged once each (a reminder a minute while it stays away), and ``/readyz`` answers 503
+while Redis is unreachable: the last command's outcome says so at once, and a PING every
+:data:`PING_INTERVAL` seconds notices an outage (and the recovery) with no traffic.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +35,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from aiotcp.app import App, AppError, State
+from aiotcp.apps import counting_app
+from aiotcp.observe.outage import Outage
+from aiotcp.observe.stats import Stats
 from aiotcp.stores import one_line, redact
 
 if TYPE_CHECKING:
     from aiotcp.config import Config
+
+log = logging.getLogger("aiotcp.kv")
 
 # Connections to Redis per process at most; more batches wait for one (up to
 # POOL_TIMEOUT). Redis serves commands on one thread, so past a few dozen connections
@@ -45,6 +59,10 @@ REDIS_TIMEOUT = 5.0
 REDIS_RETRIES = 1
 # ERR bad-command quotes at most this much of the message (a frame may be 64 KiB).
 BAD_COMMAND_QUOTE = 200
+# Seconds between the PINGs that keep /readyz true to Redis when no command runs
+# (HAProxy checks every 2 s by default): one command a second per process is nothing to
+# Redis, and a load balancer that took the instance out of rotation sees it come back.
+PING_INTERVAL = 1.0
 
 
 class RedisUnavailable(Exception):
@@ -81,6 +99,9 @@ class KV:
     def __init__(self, url: str) -> None:
         self.url = url
         self.redis: aioredis.Redis | None = None
+        # The serving server's counters once the app runs (see make_app).
+        self.stats = Stats()
+        self.health = Outage(f"redis {redact(url)}", "unreachable", log)
 
     async def lifespan(self, state: State) -> AsyncGenerator[None, None]:
         """One connection pool per process; PING it, so a Redis that is not there stops
@@ -100,30 +121,62 @@ class KV:
                 f"redis {redact(self.url)} cannot be reached: {one_line(e)}"
             ) from None
         self.redis = client
+        pinger = asyncio.get_running_loop().create_task(self._ping_forever(client))
         try:
             yield
         finally:
             self.redis = None
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
             await client.aclose()
             await pool.aclose()
+
+    async def _ping_forever(self, client: aioredis.Redis) -> None:
+        """PING every PING_INTERVAL: the health of Redis when no command tells it."""
+        while True:
+            await asyncio.sleep(PING_INTERVAL)
+            try:
+                await client.ping()
+            except (RedisError, OSError) as e:
+                self.health.failed(one_line(e))
+            else:
+                self.health.succeeded()
 
     async def batch(self, messages: list[str], conn: Any) -> list[str]:
         """The valid commands of ``messages`` as one pipeline; replies in order."""
         commands = [parse(m) for m in messages]
+        bad = commands.count(None)
+        if bad:
+            self.stats.error("bad-command", bad)
         client = self.redis
         if client is None:
-            return ["ERR unavailable the app is not running"] * len(messages)
+            self.stats.error("unavailable", len(messages) - bad)
+            return [
+                "ERR unavailable the app is not running" if c is not None else bad_command(m)
+                for c, m in zip(commands, messages)
+            ]
         pipe = client.pipeline(transaction=False)
         for c in commands:
             if c is not None:
                 pipe.execute_command(*c)
+        if not len(pipe):
+            return [bad_command(m) for m in messages]
         try:
-            results = iter(await pipe.execute(raise_on_error=False) if len(pipe) else [])
+            results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as e:
-            down = "ERR unavailable " + one_line(e)
+            why = one_line(e)
+            self.health.failed(why)
+            self.stats.error("unavailable", len(messages) - bad)
+            down = "ERR unavailable " + why
             return [down if c is not None else bad_command(m) for c, m in zip(commands, messages)]
+        self.health.succeeded()
+        refused = sum(isinstance(r, ResponseError) for r in results)
+        if refused:
+            self.stats.error("redis", refused)
+        answers = iter(results)
         return [
-            answer(c[0], next(results)) if c is not None else bad_command(m)
+            answer(c[0], next(answers)) if c is not None else bad_command(m)
             for c, m in zip(commands, messages)
         ]
 
@@ -139,4 +192,11 @@ def make_app(config: Config) -> App:
     except ValueError as e:
         raise AppError(f"redis {redact(url)}: {one_line(e)}") from None
     handler = KV(url)
-    return App(handler, lifespan=handler.lifespan)
+    app = counting_app(handler)
+    app.lifespan(handler.lifespan)
+
+    @app.readiness
+    def redis_reachable() -> bool:
+        return handler.health.up
+
+    return app

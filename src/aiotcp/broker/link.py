@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio.connection import Connection, parse_url
 from redis.exceptions import RedisError, ResponseError
 
-from aiotcp.broker import BrokerUnavailable
+from aiotcp.broker.contract import BrokerUnavailable
 
 # A command Redis has not answered in this long means Redis is gone or wedged: fail it
 # (ERR unavailable) rather than hold the client. Redis answers in well under 1 ms.

@@ -23,7 +23,7 @@ from typing import Any
 
 from redis.asyncio.connection import Connection
 
-from aiotcp.broker import KEY_PREFIX, TEXT_FIELD
+from aiotcp.broker.contract import KEY_PREFIX, TEXT_FIELD
 from aiotcp.broker.fanout import Fanout
 from aiotcp.broker.link import (
     COMMAND_TIMEOUT,

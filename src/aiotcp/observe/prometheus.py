@@ -33,6 +33,8 @@ ERROR_CODES = (
     "timeout",
     "internal",
     "shutdown",
+    "unavailable",
+    "bad-command",
 )
 
 # Why the front door closed a connection before the application saw it (mirrors

@@ -113,8 +113,9 @@ class Stats:
     def refused(self, reason: str) -> None:
         self.connections_refused[reason] = self.connections_refused.get(reason, 0) + 1
 
-    def error(self, code: str) -> None:
-        self.errors[code] = self.errors.get(code, 0) + 1
+    def error(self, code: str, n: int = 1) -> None:
+        """Count ``n`` replies ``ERR <code>`` (``aiotcp_errors_total{code=...}``)."""
+        self.errors[code] = self.errors.get(code, 0) + n
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-able copy of every counter (totals include open connections)."""

@@ -3,8 +3,14 @@
 The loop side is one ``call_later`` tick every ``threshold / 4`` that stores a
 timestamp; nothing runs per message. A daemon thread wakes at the same period and, when
 the stored timestamp is older than the threshold, logs once per stall the stack of the
-loop thread's current frame, so the record names the file and line that is blocking,
-and adds one to ``Stats.loop_stalls``.
+loop thread's current frame and adds one to ``Stats.loop_stalls``.
+
+The record names the line to blame: the innermost frame, among those the loop is
+running, of code that is not asyncio, uvloop, aiotcp or the rest of the standard
+library, i.e. the user's (a handler blocked in ``threading.Event.wait`` is named, not
+``threading.py``). With none, the innermost aiotcp frame; with no frame of either (the
+loop is between callbacks: many short ones added up to the stall, as under overload)
+the record says so, rather than naming ``asyncio/runners.py`` where the loop was entered.
 
 Limits: the thread needs the GIL to look. Python code that blocks (``time.sleep``, a
 socket call, a busy loop) lets it run; a C extension that holds the GIL for the whole
@@ -15,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
@@ -30,6 +38,15 @@ TICKS_PER_THRESHOLD = 4
 
 # Frames shown in the log record, innermost last (the blocking line is the last one).
 STACK_LIMIT = 30
+
+# Where the code a stall is never blamed on lives (see the module doc).
+_AIOTCP_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+# Frames in which the loop runs its callbacks: what is outside them (the runner, the
+# CLI, a script calling aiotcp.serve) waits for the loop and is no part of a stall.
+_LOOP_ENTRIES = frozenset({"run_forever", "run_until_complete", "run"})
+BETWEEN_CALLBACKS = "between callbacks"
 
 
 class _StallCounter(Protocol):
@@ -102,23 +119,65 @@ class Watchdog:
     def _report(self, blocked: float) -> None:
         frame = sys._current_frames().get(self._loop_thread_id)
         where, stack = _describe(frame)
+        at = (
+            "by many short callbacks (none running now)"
+            if where == BETWEEN_CALLBACKS
+            else f"at {where}"
+        )
         log.warning(
-            "event loop blocked for %.0f ms (threshold %.0f ms) at %s\n%s",
+            "event loop blocked for %.0f ms (threshold %.0f ms) %s\n%s",
             blocked * 1000,
             self.threshold * 1000,
-            where,
+            at,
             stack,
             extra={"blocked_ms": round(blocked * 1000, 1), "where": where},
         )
 
 
 def _describe(frame: FrameType | None) -> tuple[str, str]:
-    """(``file:line in function`` of the innermost frame, the formatted stack)."""
+    """(``file:line in function`` of the frame to blame (see the module doc), or
+    BETWEEN_CALLBACKS; the formatted stack of ``frame``)."""
     if frame is None:
         return "<loop thread not found>", ""
-    where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
     stack = "".join(traceback.format_stack(frame, limit=STACK_LIMIT)).rstrip("\n")
-    return where, stack
+    blamed = _blame(frame)
+    if blamed is None:
+        return BETWEEN_CALLBACKS, stack
+    code = blamed.f_code
+    return f"{code.co_filename}:{blamed.f_lineno} in {code.co_name}", stack
+
+
+def _blame(frame: FrameType) -> FrameType | None:
+    """The innermost frame the loop runs of the user's code; else the innermost aiotcp
+    frame; None if the loop runs neither."""
+    ours = None
+    f: FrameType | None = frame
+    while f is not None and not _is_loop_entry(f):
+        filename = f.f_code.co_filename
+        if not _is_library(filename):
+            return f
+        if ours is None and filename.startswith(_AIOTCP_DIR):
+            ours = f
+        f = f.f_back
+    return ours
+
+
+def _is_loop_entry(frame: FrameType) -> bool:
+    code = frame.f_code
+    return code.co_name in _LOOP_ENTRIES and code.co_filename.startswith(_ASYNCIO_DIR)
+
+
+def _is_library(filename: str) -> bool:
+    """True for aiotcp, uvloop and the standard library (asyncio included)."""
+    if filename.startswith((_AIOTCP_DIR, "<frozen ")):
+        return True
+    uvloop = sys.modules.get("uvloop")
+    uvloop_file = getattr(uvloop, "__file__", None)
+    if uvloop_file and filename.startswith(os.path.dirname(uvloop_file) + os.sep):
+        return True
+    if filename.startswith(_STDLIB_DIR):  # but not the site-packages a Python may hold
+        return not filename[len(_STDLIB_DIR) :].startswith(("site-packages", "dist-packages"))
+    return False
 
 
 def start_watchdog(

@@ -6,11 +6,17 @@ group committer's writer). One connection, used by one thread at a time. WAL let
 readers (a user's queries) go on while the writer commits; ``synchronous=FULL`` syncs
 the WAL at every commit, so a committed transaction survives a power loss, not just a
 crash of the process.
+
+A file whose directory does not exist (``sqlite:////var/lib/aiotcp/ingest.db`` on a
+fresh machine) gets it: the missing directories are made with mode :data:`DIR_MODE`,
+as a user expects of a path they named. When one cannot be made, opening fails with one
+line naming it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +29,9 @@ from aiotcp.stores import Row, StoreUnavailable, StoreURL, one_line
 # a short transaction of someone else, short enough that clients get ERR unavailable
 # instead of hanging.
 BUSY_TIMEOUT = 2.0
+# The mode of the directories made for the file (less the umask): the service's user and
+# group read the data (a backup, a report); others do not (rows hold clients' messages).
+DIR_MODE = 0o750
 # Rows per INSERT statement: a batch is written as multi-row INSERTs of this many rows
 # (and one for the rest), one sqlite3 call each instead of one per row, so the writer
 # thread takes the GIL a few times per batch, not per row, while the event loop runs.
@@ -60,6 +69,7 @@ class SQLiteStore:
             raise StoreUnavailable(one_line(e)) from e
 
     def _connect(self) -> sqlite3.Connection:
+        make_directory_of(self._path)
         db = sqlite3.connect(
             self._path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
@@ -132,6 +142,29 @@ class SQLiteStore:
         except sqlite3.Error:
             pass
         executor.shutdown(wait=False)
+
+
+def make_directory_of(path: str) -> None:
+    """Make the missing directories above the file ``path`` (mode DIR_MODE).
+
+    Raises StoreUnavailable naming the directory that is not one or cannot be made.
+    """
+    missing = []
+    here = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(here):
+        missing.append(here)
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        raise StoreUnavailable(f"{here} is not a directory")
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            pass  # another worker made it meanwhile
+        except OSError as e:
+            raise StoreUnavailable(
+                f"cannot create the directory {directory}: {e.strerror or e}"
+            ) from None
 
 
 def make_store(url: StoreURL) -> SQLiteStore:
