@@ -35,7 +35,7 @@ BROKEN_APP = "raise RuntimeError('not deployable')\n"
 
 
 @pytest.mark.parametrize("args, code, line", [
-    (["--idle-timeout", "-1"], 2, "idle_timeout must be >= 0"),
+    (["--idle-timeout", "-1"], 2, "--idle-timeout must be a finite number >= 0, not -1.0"),
     (["--bind", "nowhere"], 2, "bind: 'nowhere' is not HOST:PORT or [IPV6]:PORT"),
     (["--app", "no_such_module_here:app"], 1, "cannot import app module 'no_such_module_here'"),
     (["--app", "check_broken:app"], 1,

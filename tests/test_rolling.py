@@ -178,8 +178,8 @@ def test_a_failing_new_generation_leaves_the_old_one_serving(
         old = pids_of(server.wait_for_log(PIDS.pattern))
         if failure == "config":
             toml.write_text("idle_timeout = -1\n")
-            want = (r"SIGHUP: rolling restart refused: idle_timeout must be >= 0; "
-                    r"generation 1 keeps serving")  # fmt: skip
+            want = (rf"SIGHUP: rolling restart refused: idle_timeout in {re.escape(str(toml))} "
+                    r"must be a finite number >= 0, not -1\.0; generation 1 keeps serving")  # fmt: skip
         else:
             (tmp_path / "roll_app.py").write_text(BROKEN[failure])
             why = {"import": r"cannot import app module 'roll_app': RuntimeError: broken deploy",
