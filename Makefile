@@ -6,7 +6,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_BENCH := $(VENV)/.installed-bench
 STAMP_DEV := $(VENV)/.installed-dev
 # What the whole suite needs: every extra, and the programs the tests start.
-DEV_EXTRAS := metrics,bench,postgres,mysql,redis,dev
+DEV_EXTRAS := metrics,bench,postgres,mysql,redis,gateway,dev
 
 .PHONY: serve test install dev test-programs typecheck bench compare clean
 
