@@ -46,6 +46,12 @@ DEFAULT_PROXY_TRUSTED = "127.0.0.0/8,::1/128"
 DEFAULT_STREAM_MAXLEN = 100_000
 DEFAULT_MAX_SUBSCRIPTIONS = 100
 
+# The gateway app. Calls in flight at the upstream per process: aiohttp's connection pool
+# holds 100 by default, and a gRPC server commonly allows 100 streams per connection.
+DEFAULT_UPSTREAM_CONCURRENCY = 100
+# Seconds between health probes of the upstream (HAProxy's default check interval is 2 s).
+DEFAULT_UPSTREAM_HEALTH_INTERVAL = 1.0
+
 ENV_PREFIX = "AIOTCP_"
 
 FRAMINGS = ("line", "length", "raw")
@@ -72,7 +78,8 @@ class Config:
     port: int = field(default=8888, metadata=_opt("TCP port (0 picks a free one)"))
     framing: str = field(default="line", metadata=_opt("message framing", FRAMINGS))
     app: str = field(
-        default="ack", metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub' or 'module:attr'")
+        default="ack",
+        metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub', 'gateway' or 'module:attr'"),
     )
     api: str = field(
         default="handler",
@@ -165,6 +172,29 @@ class Config:
     max_subscriptions: int = field(
         default=DEFAULT_MAX_SUBSCRIPTIONS, metadata=_opt("pubsub app: topics per connection")
     )
+    # The gateway app: each message one call to a gRPC or HTTP upstream.
+    upstream: str = field(
+        default="",
+        metadata=_opt("gateway app: grpc://HOST:PORT/package.Service/Method, grpcs://..., "
+                      "http://... or https://..."),
+    )
+    upstream_ca: str = field(
+        default="", metadata=_opt("gateway app: CA bundle (PEM) to verify a TLS upstream")
+    )
+    upstream_concurrency: int = field(
+        default=DEFAULT_UPSTREAM_CONCURRENCY,
+        metadata=_opt("gateway app: calls in flight at the upstream per process"),
+    )
+    upstream_retries: int = field(
+        default=0, metadata=_opt("gateway app: retries of a call that never reached the upstream")
+    )
+    upstream_health: str = field(
+        default="", metadata=_opt("gateway app: http(s) URL whose 2xx makes /readyz ready")
+    )
+    upstream_health_interval: float = field(
+        default=DEFAULT_UPSTREAM_HEALTH_INTERVAL,
+        metadata=_opt("gateway app: seconds between health probes of the upstream"),
+    )
 
     def validate(self) -> Config:
         """Return self if every setting is in range; raise ConfigError naming the first bad one."""
@@ -205,6 +235,13 @@ class Config:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
+        # the gateway app
+        if self.upstream_concurrency < 1:
+            raise ConfigError("upstream_concurrency must be >= 1")
+        if self.upstream_retries < 0:
+            raise ConfigError("upstream_retries must be >= 0")
+        if self.upstream_health_interval <= 0:
+            raise ConfigError("upstream_health_interval must be > 0")
         self.worker_count()
         return self
 
