@@ -105,10 +105,8 @@ def test_the_handler_timeout_is_the_calls_deadline_and_the_upstream_sees_it_end(
 
     async def check(server: Server, port: int) -> None:
         client = await AsyncLineClient.connect(port)
-        await client.send(f"{key} 0\n{key} 60\n{key} 0\n")
-        assert await client.lines(3) == [
-            f"slow {key} 0", "ERR timeout handler took over 0.5s", f"slow {key} 0",
-        ]
+        await client.send(f"{key} 60\n")
+        assert await client.line() == "ERR timeout handler took over 0.5s"
         await wait_until_async(lambda: upstream.stats(key)["cancelled"] == 1,
                                what="the upstream seeing the late call cancelled")
         seen = upstream.stats(key)

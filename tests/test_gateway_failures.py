@@ -160,6 +160,7 @@ def test_readyz_and_metrics_of_a_gateway_process(
         args += ["--upstream-health", own_upstream.health_url]
     server = spawn_server(args)
     wait_until(lambda: http_get(metrics, "/readyz")[0] == 503, what="/readyz 503")
+    server.wait_for_log(r"WARNING aiotcp.gateway: upstream \S+ is not ready \(.+\)")
     with LineClient(server.port) as client:
         client.send("m\n" * 20)
         assert all(r and r.startswith("ERR unavailable ") for r in client.lines(20))
@@ -169,6 +170,7 @@ def test_readyz_and_metrics_of_a_gateway_process(
         assert samples['aiotcp_errors_total{code="unavailable"}'] == 20
         own_upstream.start()
         wait_until(lambda: http_get(metrics, "/readyz")[0] == 200, what="/readyz 200")
+        server.wait_for_log(r"INFO aiotcp.gateway: upstream \S+ is ready \(.+\)")
         assert client.ask("k after") == "echo k after"
 
 

@@ -152,13 +152,16 @@ class Health:
         self.why = "not probed yet"
 
     async def watch(self) -> None:
-        """Probe every ``interval`` seconds until cancelled; log each change."""
+        """Probe every ``interval`` seconds until cancelled; log the first answer and
+        each change."""
+        first = True
         while True:
             try:
                 ready, why = await self.upstream.probe(PROBE_TIMEOUT)
             except Exception as e:  # noqa: BLE001 (a probe must never end the watch)
                 ready, why = False, f"health probe failed: {type(e).__name__}: {e}"
-            if ready != self.ready:
+            if ready != self.ready or first:
+                first = False
                 level = logging.INFO if ready else logging.WARNING
                 state = "ready" if ready else "not ready"
                 log.log(level, "upstream %s is %s (%s)", self.upstream.url.shown, state, why)
