@@ -149,7 +149,7 @@ class Upstream(Protocol):
     url: UpstreamURL
 
     async def open(self) -> None:
-        """Make the channel or session (no I/O). Raises UpstreamURLError for bad settings."""
+        """Make the channel or session for this process (no I/O: connecting is lazy)."""
         ...
 
     async def call(self, message: str, timeout: float | None) -> str:
