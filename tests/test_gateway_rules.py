@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from aiotcp.apps.gateway import Gateway
+from aiotcp.codecs import make_codec
 from aiotcp.config import Config
 from aiotcp.dispatch import Dispatch
 from aiotcp.observe.stats import Stats
@@ -43,13 +44,20 @@ def gateway(upstream: ScriptedUpstream, **settings: Any) -> Gateway:
     return Gateway(upstream, Config(app="gateway", upstream=URL.url, **settings))  # type: ignore[arg-type]
 
 
+class Conn:
+    """What the call path needs of a connection: its codec (for the error line)."""
+
+    def __init__(self, framing: str) -> None:
+        self.codec = make_codec(framing, 1)
+
+
 async def through_dispatch(g: Gateway, config: Config) -> tuple[str | None, Stats]:
     """One message through the server's own call path (its handler timeout included)."""
     stats = Stats()
     g.stats = stats
     g.places = asyncio.Semaphore(1)
     dispatch = Dispatch(g, config, stats)
-    return await dispatch.call(object(), "m"), stats
+    return await dispatch.call(Conn(config.framing), "m"), stats
 
 
 # Both deadlines are --handler-timeout: the server's (asyncio.timeout around the handler)

@@ -139,7 +139,8 @@ class Gateway:
 
     def _error(self, code: str, why: str) -> str:
         self.stats.error(code)
-        return self.error_reply(code, why)
+        line: str = self.error_reply(code, why)
+        return line
 
 
 class Health:
