@@ -7,7 +7,7 @@ STAMP_BENCH := $(VENV)/.installed-bench
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_CORE := $(VENV)/.built-core
 # What the whole suite needs: every extra, and the programs the tests start.
-DEV_EXTRAS := metrics,bench,postgres,mysql,redis,reload,dev
+DEV_EXTRAS := metrics,bench,postgres,mysql,redis,reload,gateway,dev
 
 .PHONY: serve test install dev compiler test-programs typecheck bench compare clean
 

@@ -5,6 +5,7 @@
 - ``spawn_server``: starts ``aiotcp serve --loop LOOP ...`` processes; kills them at teardown.
 - ``run_server``: runs a Server in this process on the ``loop`` event loop.
 - ``clock``: a FakeClock the test advances.
+- ``upstream``, ``own_upstream``: the gateway's gRPC and HTTP upstreams (a child process).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from support.fakes import FakeClock
 from support.inprocess import run_server as run_server_in_process
 from support.process import ServerProcess
 from support.services import STORES, execute, service_url, with_table
+from support.upstreams import Upstream, upstream_process
 
 LOOPS = ("asyncio", "uvloop")
 
@@ -83,3 +85,18 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def redis_url() -> str:
     return service_url("redis")
+
+
+@pytest.fixture(scope="session")
+def upstream(certs: Certs) -> Iterator[Upstream]:
+    """The gateway tests' upstreams (gRPC, gRPC over TLS, HTTP, HTTPS), one process shared
+    by the session: each test's calls carry a key of its own (``support.upstreams.new_key``)."""
+    with upstream_process(certs.server) as up:
+        yield up
+
+
+@pytest.fixture
+def own_upstream(certs: Certs) -> Iterator[Upstream]:
+    """Upstreams of this test alone: it may kill, restart or make them unhealthy."""
+    with upstream_process(certs.server) as up:
+        yield up

@@ -25,6 +25,7 @@ from support.process import (
     SpawnServer,
     child_env,
     run_aiotcp,
+    run_without,
 )
 from support.waiting import HANG_GUARD
 
@@ -115,22 +116,6 @@ def test_server_raises_its_soft_fd_limit_to_the_hard_limit(spawn_server: SpawnSe
     with open(f"/proc/{server.pid}/limits") as f:
         line = next(x for x in f.read().splitlines() if x.startswith("Max open files"))
     assert int(line.split()[3]) == hard
-
-
-# ``aiotcp`` with one library made unimportable, as if its extra were not installed.
-WITHOUT = (
-    "import sys\n"
-    "sys.modules['{module}'] = None\n"
-    "from aiotcp.cli import main\n"
-    "raise SystemExit(main(sys.argv[1:]))\n"
-)
-
-
-def run_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", WITHOUT.format(module=module), *args],
-        capture_output=True, text=True, timeout=HANG_GUARD, env=child_env(), check=False,
-    )  # fmt: skip
 
 
 def test_metrics_port_without_aiohttp_exits_2_naming_the_extra() -> None:

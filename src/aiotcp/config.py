@@ -54,6 +54,12 @@ MAX_WORKERS_PER_CORE = 4
 DEFAULT_STREAM_MAXLEN = 100_000
 DEFAULT_MAX_SUBSCRIPTIONS = 100
 
+# The gateway app. Calls in flight at the upstream per process: aiohttp's connection pool
+# holds 100 by default, and a gRPC server commonly allows 100 streams per connection.
+DEFAULT_UPSTREAM_CONCURRENCY = 100
+# Seconds between health probes of the upstream (HAProxy's default check interval is 2 s).
+DEFAULT_UPSTREAM_HEALTH_INTERVAL = 1.0
+
 ENV_PREFIX = "AIOTCP_"
 
 # The built-in framings (aiotcp.codecs.BUILTIN; a test checks they agree).
@@ -138,7 +144,8 @@ class Config:
         metadata=_opt("built-in framings deliver bytes and take bytes-like replies (no UTF-8)"),
     )
     app: str = field(
-        default="ack", metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub' or 'module:attr'")
+        default="ack",
+        metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub', 'gateway' or 'module:attr'"),
     )
     api: str = field(
         default="handler",
@@ -277,6 +284,29 @@ class Config:
         default="intermediate",
         metadata=_opt("TLS protocols, suites and curves: Mozilla's profile", TLS_PROFILES),
     )
+    # The gateway app: each message one call to a gRPC or HTTP upstream.
+    upstream: str = field(
+        default="",
+        metadata=_opt("gateway app: grpc://HOST:PORT/package.Service/Method, grpcs://..., "
+                      "http://... or https://..."),
+    )
+    upstream_ca: str = field(
+        default="", metadata=_opt("gateway app: CA bundle (PEM) to verify a TLS upstream")
+    )
+    upstream_concurrency: int = field(
+        default=DEFAULT_UPSTREAM_CONCURRENCY,
+        metadata=_opt("gateway app: calls in flight at the upstream per process"),
+    )
+    upstream_retries: int = field(
+        default=0, metadata=_opt("gateway app: retries of a call that never reached the upstream")
+    )
+    upstream_health: str = field(
+        default="", metadata=_opt("gateway app: http(s) URL whose 2xx makes /readyz ready")
+    )
+    upstream_health_interval: float = field(
+        default=DEFAULT_UPSTREAM_HEALTH_INTERVAL,
+        metadata=_opt("gateway app: seconds between health probes of the upstream"),
+    )
 
     def validate(self) -> Config:
         """Return self if every setting is in range; raise ConfigError naming the first bad one."""
@@ -340,6 +370,14 @@ class Config:
             parse_keepalive(self.tcp_keepalive)
         except ValueError as e:
             raise ConfigError(f"{{tcp_keepalive}} {escape(str(e))}") from None
+        # the gateway app
+        if self.upstream_concurrency < 1:
+            raise ConfigError(f"{{upstream_concurrency}} must be >= 1, not {self.upstream_concurrency}")
+        if self.upstream_retries < 0:
+            raise ConfigError(f"{{upstream_retries}} must be >= 0, not {self.upstream_retries}")
+        if self.upstream_health_interval <= 0:
+            raise ConfigError(
+                f"{{upstream_health_interval}} must be > 0, not {self.upstream_health_interval}")
         self.worker_count()
         self.bind_addresses()
         self.inherited_fds()

@@ -155,6 +155,12 @@ class AsyncLineClient:
         async with asyncio.timeout(timeout):
             return await self.reader.read()
 
+    def reset(self) -> None:
+        """Close abruptly, as a client that dies does: SO_LINGER 0 makes it an RST."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+
     async def close(self) -> None:
         self.writer.close()
         try:

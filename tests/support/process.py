@@ -114,6 +114,23 @@ class PipeLines:
         self._thread.join(timeout)
 
 
+# ``aiotcp`` with one library made unimportable, as if its extra were not installed.
+WITHOUT = (
+    "import sys\n"
+    "sys.modules['{module}'] = None\n"
+    "from aiotcp.cli import main\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
+
+
+def run_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``aiotcp ARGS`` run to its exit with ``module`` unimportable."""
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT.format(module=module), *args],
+        capture_output=True, text=True, timeout=HANG_GUARD, env=child_env(), check=False,
+    )  # fmt: skip
+
+
 class ServerProcess:
     """``python -m aiotcp serve --host 127.0.0.1 --port 0 [--loop LOOP] ARGS``, running.
 

@@ -1,9 +1,10 @@
 """Loading what ``--app`` names: a built-in app, or a user's ``module:attr``.
 
 Built-in apps are made from the Config by a factory, so an app's own settings
-(``--ack-prefix``, ``--store``, ``--redis``, ``--broker``...) reach it. A module that
-provides an app defines ``make_app(config) -> App``; :data:`BUILTIN` maps each name to
-its module, imported only when chosen (an app's library is needed only when served).
+(``--ack-prefix``, ``--store``, ``--redis``, ``--broker``, ``--upstream``...) reach it. A
+module that provides an app defines ``make_app(config) -> App``; :data:`BUILTIN` maps each
+name to its module, imported only when chosen (an app's library is needed only when
+served).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "ingest": ("aiotcp.apps.ingest", ""),
     "kv": ("aiotcp.apps.kv", "redis"),
     "pubsub": ("aiotcp.apps.pubsub", "redis"),
+    "gateway": ("aiotcp.apps.gateway", "gateway"),
 }
 
 

@@ -109,6 +109,8 @@ def families(snap: Snapshot) -> Iterator[Metric]:
         value=snap.get("tls_handshake_failures", 0),
     )
     yield from _pubsub(snap)
+    for name, key, doc in GATEWAY_COUNTERS:
+        yield CounterMetricFamily(name, doc, value=snap.get(key, 0))
     yield _histogram(snap["ack_latency"])
     yield GaugeMetricFamily(
         "aiotcp_loop_lag_seconds",
@@ -130,6 +132,15 @@ PUBSUB_COUNTERS = (
      "MSG frames dropped for subscribers holding too much unread output."),
     ("aiotcp_broker_reconnects", "broker_reconnects",
      "Broker connections re-established after a loss."),
+)
+
+
+# The gateway app's counters: (metric, snapshot key, help).
+GATEWAY_COUNTERS = (
+    ("aiotcp_upstream_retries", "upstream_retries",
+     "Calls retried after they failed to reach the upstream."),
+    ("aiotcp_upstream_retries_throttled", "upstream_retries_throttled",
+     "Retries refused by the retry budget (too many calls failing)."),
 )
 
 

@@ -58,6 +58,8 @@ COUNTERS = (
     "pubsub_delivered",
     "pubsub_dropped",
     "broker_reconnects",
+    "upstream_retries",  # the gateway app
+    "upstream_retries_throttled",
 )
 LABELLED_COUNTERS = ("connections_refused", "errors", "proxy_rejected")
 

@@ -68,6 +68,8 @@ class Stats:
         "pubsub_dropped",
         "pubsub_subscriptions",
         "broker_reconnects",
+        "upstream_retries",
+        "upstream_retries_throttled",
     )
 
     def __init__(self) -> None:
@@ -99,6 +101,10 @@ class Stats:
         self.pubsub_dropped = 0
         self.pubsub_subscriptions = 0
         self.broker_reconnects = 0
+        # The gateway app: calls retried after they failed to reach the upstream, and
+        # retries the retry budget refused.
+        self.upstream_retries = 0
+        self.upstream_retries_throttled = 0
 
     def totals(self) -> tuple[int, int, int, int]:
         """Messages received, acked, bytes received, sent: over every connection."""
@@ -139,6 +145,8 @@ class Stats:
             "pubsub_dropped": self.pubsub_dropped,
             "pubsub_subscriptions": self.pubsub_subscriptions,
             "broker_reconnects": self.broker_reconnects,
+            "upstream_retries": self.upstream_retries,
+            "upstream_retries_throttled": self.upstream_retries_throttled,
             "ack_latency": {
                 "buckets": list(self.ack_latency.buckets),
                 "counts": list(self.ack_latency.counts),
