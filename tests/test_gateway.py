@@ -191,3 +191,33 @@ def test_shutdown_lets_calls_in_flight_finish_before_err_shutdown(
     run_gateway(run_server, upstream.url(kind, "Slow"), check)
     assert upstream.stats(key)["cancelled"] == 0
 
+
+
+@pytest.mark.parametrize("kind", PLAIN)
+def test_binary_messages_go_as_bytes_values_and_octet_streams(
+    kind: str, upstream: Upstream, run_server: Any
+) -> None:
+    """With --binary the message is bytes end to end: a gRPC BytesValue (the same wire
+    format as StringValue, so the echo upstream answers it) or an HTTP octet stream."""
+    key = new_key()
+
+    async def check(server: Server, port: int) -> None:
+        async with TestServer(server).client() as client:
+            assert await client.request(f"{key} 你好".encode()) == f"echo {key} 你好".encode()
+
+    run_gateway(run_server, upstream.url(kind, "Echo"), check, binary=True)
+    assert upstream.stats(key)["calls"] == 1
+
+
+@pytest.mark.parametrize("kind", PLAIN)
+def test_binary_error_replies_come_from_the_clients_codec(
+    kind: str, upstream: Upstream, run_server: Any
+) -> None:
+    key = new_key()
+    message, reply = fail_message(kind, key)
+
+    async def check(server: Server, port: int) -> None:
+        async with TestServer(server).client() as client:
+            assert await client.request(message.encode()) == reply.encode()
+
+    run_gateway(run_server, upstream.url(kind, "Fail"), check, binary=True)

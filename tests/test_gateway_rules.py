@@ -105,7 +105,7 @@ def test_which_failed_calls_are_retried(
 
     async def one() -> str:
         g.places = asyncio.Semaphore(1)
-        return await g("m", object())
+        return await g("m", Conn("line"))
 
     assert asyncio.run(one()) == reply
     assert len(upstream.timeouts) == calls

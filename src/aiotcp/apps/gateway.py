@@ -32,7 +32,6 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 from aiotcp.app import App, AppError, State
-from aiotcp.codecs import make_codec
 from aiotcp.observe.stats import Stats
 from aiotcp.upstream import (
     BadReply,
@@ -68,35 +67,34 @@ class Gateway:
         self.concurrency = config.upstream_concurrency
         self.max_reply = config.max_line
         self.line_framing = config.framing == "line"
-        self.error_reply = make_codec(config.framing, 1).error_reply
         self.throttle = RetryThrottle()
         self.stats = Stats()  # replaced by the server's counters at startup
         self.places: asyncio.Semaphore | None = None
 
-    async def __call__(self, message: str, conn: Any) -> str:
+    async def __call__(self, message: Any, conn: Any) -> Any:
         loop = asyncio.get_running_loop()
         deadline = None if self.timeout is None else loop.time() + self.timeout
         places = self.places
         if places is None:
-            return self._error("unavailable", "the gateway is not running")
+            return self._error(conn, "unavailable", "the gateway is not running")
         try:
             async with places:
                 reply = await self._call(message, deadline, loop)
         except DeadlineExceeded:
             # The same line as the server's own handler timeout gives: whichever of the
             # two fires first, the client sees one answer.
-            return self._error("timeout", f"handler took over {self.timeout:g}s")
+            return self._error(conn, "timeout", f"handler took over {self.timeout:g}s")
         except Unavailable as e:
-            return self._error("unavailable", str(e))
+            return self._error(conn, "unavailable", str(e))
         except UpstreamError as e:
-            return self._error("upstream", str(e))
+            return self._error(conn, "upstream", str(e))
         except BadReply as e:
-            return self._error("upstream-bad-reply", str(e))
-        return self._checked(reply)
+            return self._error(conn, "upstream-bad-reply", str(e))
+        return self._checked(reply, conn)
 
     async def _call(
-        self, message: str, deadline: float | None, loop: asyncio.AbstractEventLoop
-    ) -> str:
+        self, message: Any, deadline: float | None, loop: asyncio.AbstractEventLoop
+    ) -> Any:
         """The call, retried while it never reached the upstream and retries are left."""
         retry = 0
         while True:
@@ -125,22 +123,25 @@ class Gateway:
             self.throttle.answered()
             return reply
 
-    def _checked(self, reply: str) -> str:
-        """The upstream's answer as a reply: in line framing one trailing line end goes
-        (the framing adds its own) and a line break inside it is no reply."""
+    def _checked(self, reply: Any, conn: Any) -> Any:
+        """The upstream's answer as a reply (str, or bytes with --binary): in line
+        framing one trailing line end goes (the framing adds its own) and a line break
+        inside it is no reply."""
+        nl, crlf = ("\n", "\r\n") if isinstance(reply, str) else (b"\n", b"\r\n")
         if self.line_framing:
-            if reply.endswith("\n"):
-                reply = reply[:-2] if reply.endswith("\r\n") else reply[:-1]
-            if "\n" in reply:
-                return self._error("upstream-bad-reply", "reply has a line break")
-        if len(reply) > self.max_reply // 4 and len(reply.encode()) > self.max_reply:
-            return self._error("upstream-bad-reply", f"reply over {self.max_reply} bytes")
+            if reply.endswith(nl):
+                reply = reply[:-2] if reply.endswith(crlf) else reply[:-1]
+            if nl in reply:
+                return self._error(conn, "upstream-bad-reply", "reply has a line break")
+        size = len(reply.encode()) if isinstance(reply, str) else len(reply)
+        if len(reply) > self.max_reply // 4 and size > self.max_reply:
+            return self._error(conn, "upstream-bad-reply", f"reply over {self.max_reply} bytes")
         return reply
 
-    def _error(self, code: str, why: str) -> str:
+    def _error(self, conn: Any, code: str, why: str) -> Any:
+        """The protocol's error reply, from the client's own connection's codec."""
         self.stats.error(code)
-        line: str = self.error_reply(code, why)
-        return line
+        return conn.codec.error_reply(code, why)
 
 
 class Health:
@@ -183,6 +184,7 @@ def make_app(config: Config) -> App:
         max_reply=config.max_line,
         connections=config.upstream_concurrency,
         health_url=config.upstream_health,
+        binary=config.binary,
     )
     try:
         url = parse_upstream(config.upstream)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import urllib.parse
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiotcp.stores import one_line, redact
 
@@ -143,6 +143,7 @@ class Settings:
     max_reply: int  # longest answer in bytes; longer is BadReply
     connections: int  # calls in flight at most (the HTTP pool's size)
     health_url: str  # HTTP: the URL probe() GETs; "" = none
+    binary: bool = False  # messages and answers are bytes (--binary), not str
 
 
 class Upstream(Protocol):
@@ -152,8 +153,8 @@ class Upstream(Protocol):
         """Make the channel or session for this process (no I/O: connecting is lazy)."""
         ...
 
-    async def call(self, message: str, timeout: float | None) -> str:
-        """One unary call; its answer. Raises Unavailable, DeadlineExceeded,
+    async def call(self, message: Any, timeout: float | None) -> Any:
+        """One unary call; its answer (str, or bytes with ``binary``). Raises Unavailable, DeadlineExceeded,
         UpstreamError or BadReply; a cancelled caller cancels the call at the upstream."""
         ...
 

@@ -167,4 +167,4 @@ def make_upstream(url: UpstreamURL, settings: Settings) -> GrpcUpstream:
             "--upstream-health is for an http(s) upstream; a gRPC upstream is asked with "
             "grpc.health.v1.Health/Check"
         )
-    return GrpcUpstream(url, settings, string_values())
+    return GrpcUpstream(url, settings, bytes_values() if settings.binary else string_values())

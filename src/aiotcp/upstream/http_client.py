@@ -10,6 +10,7 @@ URL: healthy on a 2xx answer.
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import aiohttp
 
@@ -29,6 +30,7 @@ from aiotcp.upstream import (
 # an address that drops SYNs would otherwise hold the call for the kernel's ~2 minutes.
 CONNECT_TIMEOUT = 10.0
 CONTENT_TYPE = "text/plain; charset=utf-8"
+BINARY_TYPE = "application/octet-stream"  # --binary: the message's bytes as they are
 
 
 class HttpUpstream:
@@ -50,6 +52,7 @@ class HttpUpstream:
             except (OSError, ssl.SSLError) as e:
                 raise UpstreamURLError(f"upstream CA {settings.ca}: {one_line(e)}") from None
         self.session: aiohttp.ClientSession | None = None
+        self.binary = settings.binary
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.connections, ssl=self.ssl)
@@ -57,14 +60,15 @@ class HttpUpstream:
             connector=connector, timeout=aiohttp.ClientTimeout(total=None)
         )
 
-    async def call(self, message: str, timeout: float | None) -> str:
+    async def call(self, message: Any, timeout: float | None) -> Any:
         assert self.session is not None
         limit = aiohttp.ClientTimeout(
             total=timeout, sock_connect=CONNECT_TIMEOUT if timeout is None else None
         )
         try:
             async with self.session.post(
-                self.url.url, data=message.encode(), headers={"Content-Type": CONTENT_TYPE},
+                self.url.url, data=bytes(message) if self.binary else message.encode(),
+                headers={"Content-Type": BINARY_TYPE if self.binary else CONTENT_TYPE},
                 timeout=limit,
             ) as answer:
                 if not 200 <= answer.status < 300:
@@ -86,6 +90,8 @@ class HttpUpstream:
             raise DeadlineExceeded() from None
         except (aiohttp.ClientError, OSError) as e:
             raise Unavailable(f"http {self.url.target}: {one_line(e)}", sent=True) from None
+        if self.binary:
+            return bytes(body)
         try:
             return body.decode()
         except UnicodeDecodeError:
