@@ -336,11 +336,12 @@ def test_no_bytes_make_a_codec_raise_but_protocol_error(
 # ---- the bytes fast path for replies that are prefix + message ----------------------
 
 PREFIX = "已收到: ".encode()
+SEP = b"\n" + PREFIX
 
 
 def prefix_or_general(c: Any, chunk: bytes) -> bytes:
     """What the connection does: the fast path, else feed + encode."""
-    done = c.prefix_frames(chunk, PREFIX)
+    done = c.prefix_frames(chunk, PREFIX, SEP)
     if done is not None:
         return done[0] if done[1] else b""
     frames = collect(c, [chunk])
@@ -357,21 +358,21 @@ def prefix_or_general(c: Any, chunk: bytes) -> bytes:
 ])
 def test_prefix_frames_answers_plain_frames_on_bytes(data: bytes, expected: str) -> None:
     c = LineCodec(LIMIT)
-    assert c.prefix_frames(data, PREFIX) == (expected.encode(), data.count(b"\n"))
+    assert c.prefix_frames(data, PREFIX, SEP) == (expected.encode(), data.count(b"\n"))
 
 
 @pytest.mark.parametrize("data", [b"a\r\n", b"\xff\n", b"x" * (LIMIT + 1) + b"\n", b"partial"])
 def test_prefix_frames_leaves_the_rest_to_the_general_path(data: bytes) -> None:
     c = LineCodec(LIMIT)
-    assert c.prefix_frames(data, PREFIX) is None
+    assert c.prefix_frames(data, PREFIX, SEP) is None
     assert c.pending() == 0  # consumed nothing
 
 
 def test_prefix_frames_keeps_a_partial_tail() -> None:
     c = LineCodec(LIMIT)
-    assert c.prefix_frames(b"a\nb", PREFIX) == ("已收到: a\n".encode(), 1)
+    assert c.prefix_frames(b"a\nb", PREFIX, SEP) == ("已收到: a\n".encode(), 1)
     assert c.pending() == 1
-    assert c.prefix_frames(b"c\n", PREFIX) == ("已收到: bc\n".encode(), 1)
+    assert c.prefix_frames(b"c\n", PREFIX, SEP) == ("已收到: bc\n".encode(), 1)
 
 
 @given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), max_size=10),

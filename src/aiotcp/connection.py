@@ -93,6 +93,7 @@ class Connection(Lifecycle, asyncio.Protocol):
     _stats: Stats
     _handle: Any
     _prefix: bytes
+    _sep: bytes  # b"\n" + _prefix
     _new_codec: Callable[[], AnyCodec]
 
     def __init__(self) -> None:
@@ -546,7 +547,7 @@ class PrefixConnection(Connection):
         codec = self._codec
         if codec is None:
             codec = self._codec = self._new_codec()
-        done = codec.prefix_frames(data, self._prefix)
+        done = codec.prefix_frames(data, self._prefix, self._sep)
         if done is not None:
             self.bytes_in += len(data)
             out, n = done

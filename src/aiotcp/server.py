@@ -99,6 +99,7 @@ def connection_class(
         # staticmethod: a plain function must not become a method of the connection.
         "_handle": staticmethod(dispatch.handler),
         "_prefix": dispatch.reply_prefix or b"",
+        "_sep": b"\n" + (dispatch.reply_prefix or b""),
         "_new_codec": staticmethod(new_codec),
     }
     cls: type[Connection] = type(base.__name__, (base,), attrs)

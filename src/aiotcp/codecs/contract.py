@@ -119,8 +119,9 @@ class Codec(Generic[M]):
         """Bytes buffered towards an incomplete frame."""
         return 0
 
-    def prefix_frames(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
-        """The built-ins' fast path for ``prefix + message`` replies; None: take ``feed``."""
+    def prefix_frames(self, data: bytes, prefix: bytes, sep: bytes) -> tuple[bytes, int] | None:
+        """The built-ins' fast path for ``prefix + message`` replies (``sep`` is
+        ``b"\\n" + prefix``); None: take ``feed``."""
         return None
 
 

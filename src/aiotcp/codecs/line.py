@@ -59,18 +59,24 @@ class _Lines(Codec[Any]):
     def pending(self) -> int:
         return len(self._buf)
 
-    def prefix_frames(self, data: bytes, prefix: bytes) -> tuple[bytes, int] | None:
+    def prefix_frames(self, data: bytes, prefix: bytes, sep: bytes) -> tuple[bytes, int] | None:
         # The common read: whole frames, plain ASCII, under the limit, nothing buffered.
+        # (``13 not in data``, not ``b"\r" not in data``: with a bytes operand,
+        # bytes.__contains__ first tries it as an int and makes and clears a TypeError.)
         if (
-            data[-1:] == b"\n"
+            data and data[-1] == 10
             and not self._buf
             and len(data) <= self.max_frame
             and data.isascii()
-            and b"\r" not in data
+            and 13 not in data
         ):
-            n = data.count(b"\n")
-            # Every newline but the last is followed by the prefix of the next reply.
-            return prefix + data.replace(b"\n", b"\n" + prefix, n - 1), n
+            if not prefix:
+                return data, data.count(10)
+            # Every newline gets ``sep`` (newline + prefix); the prefix goes first and
+            # the one after the last newline goes: the count comes from the lengths.
+            body = data.replace(b"\n", sep)
+            k = len(prefix)
+            return prefix + body[:-k], (len(body) - len(data)) // k
         end = data.rfind(b"\n") + 1
         # No frame ends here (feed buffers it, without copying what is buffered), frames
         # with "\r", frames that may be too long, or bytes that may not be UTF-8 take the
@@ -80,12 +86,12 @@ class _Lines(Codec[Any]):
         buf = self._buf
         head = bytes(buf) + data[:end] if buf else data[:end]
         rest = data[end:]
-        if len(head) > self.max_frame + 1 or len(rest) > self.max_frame + 1 or b"\r" in head:
+        if len(head) > self.max_frame + 1 or len(rest) > self.max_frame + 1 or 13 in head:
             return None
         if not head.isascii() and not self._plain(head):
             return None
         self._buf = bytearray(rest)
-        return prefix + head[:-1].replace(b"\n", b"\n" + prefix) + b"\n", head.count(b"\n")
+        return prefix + head[:-1].replace(b"\n", sep) + b"\n", head.count(10)
 
     def _plain(self, head: bytes) -> bool:
         """True if ``head`` (non-ASCII) can be answered on bytes."""
@@ -99,7 +105,7 @@ class LineCodec(_Lines):
 
     def feed(self, data: bytes) -> list[str | FrameError]:
         # The common read: whole lines, nothing buffered, too short to hold a long line.
-        if data[-1:] == b"\n" and not self._buf and len(data) <= self.max_frame + 1:
+        if data and data[-1] == 10 and not self._buf and len(data) <= self.max_frame + 1:
             try:
                 text = data.decode()
             except UnicodeDecodeError:
@@ -173,10 +179,10 @@ class BytesLineCodec(_Lines):
     __slots__ = ()
 
     def feed(self, data: bytes) -> list[bytes]:  # type: ignore[override]
-        if data[-1:] == b"\n" and not self._buf and len(data) <= self.max_frame + 1:
+        if data and data[-1] == 10 and not self._buf and len(data) <= self.max_frame + 1:
             lines = data.split(b"\n")
             lines.pop()
-            if b"\r" in data:
+            if 13 in data:
                 lines = [s[:-1] if s.endswith(b"\r") else s for s in lines]
             return lines
         split = self._split(data)
@@ -185,7 +191,7 @@ class BytesLineCodec(_Lines):
         head, rest = split
         lines = head.split(b"\n")
         lines.pop()
-        if b"\r" in head:
+        if 13 in head:
             lines = [s[:-1] if s.endswith(b"\r") else s for s in lines]
         if len(head) > self.max_frame + 1:  # a long pipelined read: some line may be too
             for i, line in enumerate(lines):
