@@ -191,9 +191,9 @@ def test_readyz_and_metrics_of_a_gateway_process(
      "--upstream-ca is for a TLS upstream"),
     (["--upstream", "http://127.0.0.1:1/", "--framing", "raw"], "line or length framing"),
     (["--upstream", "http://127.0.0.1:1/", "--upstream-concurrency", "0"],
-     "upstream_concurrency must be >= 1"),
+     "--upstream-concurrency must be >= 1"),
     (["--upstream", "http://127.0.0.1:1/", "--upstream-health-interval", "0"],
-     "upstream_health_interval must be > 0"),
+     "--upstream-health-interval must be > 0"),
 ])
 def test_settings_the_gateway_cannot_serve_are_one_line_and_exit_non_zero(
     args: list[str], words: str
