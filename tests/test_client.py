@@ -27,25 +27,38 @@ def client(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_pipe_line_framing(spawn_server: Any) -> None:
-    server = spawn_server()
-    out = client("--port", str(server.port), stdin="你好\nsecond\n\n")
+# (serve's flags, the client's flags, stdin, what the client prints): each framing in
+# text and --binary, and a codec of the user's own (a netstring, both ends).
+PIPES: dict[str, tuple[list[str], list[str], str, str]] = {
+    "line": ([], [], "你好\nsecond\n\n", f"{ACK}你好\n{ACK}second\n{ACK}\n"),
+    "length": (["--framing", "length"], ["--framing", "length"], "a\nb c\n",
+               f"{ACK}a\n{ACK}b c\n"),
+    "varint": (["--framing", "varint"], ["--framing", "varint"], "a\n" + "x" * 300 + "\n",
+               f"{ACK}a\n{ACK}{'x' * 300}\n"),
+    "raw": (["--framing", "raw"], ["--framing", "raw"], "你好\n", f"{ACK}你好\n"),
+    "line --binary": (["--binary"], ["--binary"], "a\n", f"{ACK}a\n"),
+    "length --binary": (["--framing", "length", "--binary"], ["--framing", "length", "--binary"],
+                        "a\n", f"{ACK}a\n"),
+    "varint --binary": (["--framing", "varint", "--binary"], ["--framing", "varint", "--binary"],
+                        "a\nb\n", f"{ACK}a\n{ACK}b\n"),
+    "--codec": (["--codec", "codec_apps:Netstring", "--app", "codec_apps:sync_handle"],
+                ["--codec", "codec_apps:Netstring", "--binary"], "a\nbc\n", "ack:a\nack:bc\n"),
+}
+
+
+@pytest.mark.parametrize("case", list(PIPES))
+def test_pipe_every_framing_and_a_users_codec(spawn_server: Any, case: str) -> None:
+    serve_args, client_args, stdin, want = PIPES[case]
+    server = spawn_server(serve_args)
+    out = client("--port", str(server.port), *client_args, stdin=stdin)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == f"{ACK}你好\n{ACK}second\n{ACK}\n"
+    assert out.stdout == want
 
 
-def test_pipe_length_framing(spawn_server: Any) -> None:
-    server = spawn_server(["--framing", "length"])
-    out = client("--port", str(server.port), "--framing", "length", stdin="a\nb c\n")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == f"{ACK}a\n{ACK}b c\n"
-
-
-def test_pipe_raw_framing(spawn_server: Any) -> None:
-    server = spawn_server(["--framing", "raw"])
-    out = client("--port", str(server.port), "--framing", "raw", stdin="你好\n")
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == f"{ACK}你好\n"
+def test_a_codec_that_cannot_be_loaded_is_one_line_and_exit_1() -> None:
+    out = client("--port", "1", "--codec", "no_such_module:X")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "cannot import codec module 'no_such_module'" in out.stderr
 
 
 def test_last_line_without_newline(spawn_server: Any) -> None:

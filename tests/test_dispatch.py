@@ -129,7 +129,7 @@ def test_a_handlers_own_timeout_error_is_the_handler_failing(
         stats = Stats()
         d = Dispatch(handler, Config(handler_timeout=handler_timeout,
                                      metrics_port=metrics_port), stats)
-        d.start(asyncio.TaskGroup())
+        d.start()
         try:
             if d.async_batch is not None:
                 replies = await d.call_batch(FakeConn(), ["a", "b"])

@@ -23,8 +23,9 @@ import os
 import ssl
 import sys
 from dataclasses import dataclass
+from typing import Any
 
-from aiotcp.codecs import FrameError, ProtocolError, make_codec
+from aiotcp.codecs import FRAMINGS, CodecError, FrameError, ProtocolError, builtin, checked_factory
 
 # Replies can be longer than the server's --max-line (prefix + message): the client
 # only protects itself from a runaway frame.
@@ -48,6 +49,34 @@ class Options:
     tls_key: str | None
     server_name: str | None
     reply_timeout: float
+    codec: str | None = None
+    binary: bool = False
+
+    @property
+    def raw(self) -> bool:
+        """Raw framing: replies have no boundaries (counted by the server going quiet)."""
+        return self.codec is None and self.framing == "raw"
+
+    def new_codec(self) -> Any:
+        """A codec for the connection: the named one, or the built-in framing's.
+
+        Raises ClientError (one line) if the codec cannot be loaded or made.
+        """
+        if self.codec is None:
+            factory = builtin(self.framing, self.binary)
+            name = self.framing
+        else:
+            from aiotcp.loading import LoadError, import_object
+
+            try:
+                factory = import_object(self.codec, "codec")
+            except LoadError as e:
+                raise ClientError(str(e)) from None
+            name = self.codec
+        try:
+            return checked_factory(factory, MAX_REPLY, name)()
+        except CodecError as e:
+            raise ClientError(str(e)) from None
 
 
 class ClientError(Exception):
@@ -61,8 +90,15 @@ def client_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="server address (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8888, help="server port (default: 8888)")
-    p.add_argument("--framing", choices=("line", "length", "raw"), default="line",
+    p.add_argument("--framing", choices=FRAMINGS, default="line",
                    help="message framing (default: line)")
+    p.add_argument("--codec", metavar="MODULE:ATTR",
+                   help="the server's own codec (as serve --codec): each stdin line is one "
+                        "message through its encode, each reply one line of its feed; "
+                        "overrides --framing")
+    p.add_argument("--binary", action="store_true",
+                   help="messages as bytes, not text: stdin lines are sent as they are and "
+                        "replies printed as they came (as serve --binary)")
     p.add_argument("--tls", action="store_true", help="connect with TLS")
     p.add_argument("--tls-ca", help="CA bundle (PEM) to verify the server (implies --tls)")
     p.add_argument("--tls-cert", help="client certificate chain (PEM) (implies --tls)")
@@ -79,7 +115,7 @@ def client_main(argv: list[str]) -> int:
         host=ns.host, port=ns.port, framing=ns.framing,
         tls=bool(ns.tls or ns.tls_ca or ns.tls_cert), tls_ca=ns.tls_ca,
         tls_cert=ns.tls_cert, tls_key=ns.tls_key, server_name=ns.server_name,
-        reply_timeout=ns.reply_timeout,
+        reply_timeout=ns.reply_timeout, codec=ns.codec, binary=ns.binary,
     )
     try:
         return asyncio.run(run_client(opts))
@@ -100,15 +136,6 @@ def tls_context(opts: Options) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as e:
         raise ClientError(f"cannot load TLS files: {e}") from None
     return ctx
-
-
-def encode(framing: str, line: bytes) -> bytes:
-    """One stdin line (without its newline) as one message in ``framing``."""
-    if framing == "line":
-        return line + b"\n"
-    if framing == "length":
-        return len(line).to_bytes(4, "big") + line
-    return line
 
 
 async def connect(opts: Options) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -193,9 +220,10 @@ async def run_client(opts: Options) -> int:
 
     Raises ClientError (one line) when the connection cannot be made or ends early.
     """
+    codec = opts.new_codec()
     reader, writer = await connect(opts)
     stdin = StdinLines(asyncio.get_running_loop(), 0)  # fd 0 even if sys.stdin is None
-    printer = ReplyPrinter(opts.framing)
+    printer = ReplyPrinter(opts, codec)
     replies = asyncio.create_task(printer.run(reader))
     sent = 0
     ended = False
@@ -212,7 +240,8 @@ async def run_client(opts: Options) -> int:
                 break
             sent += 1
             try:
-                writer.write(encode(opts.framing, line))
+                message: Any = line if opts.binary else line.decode("utf-8", "replace")
+                writer.write(codec.encode([message]))
                 await writer.drain()
             except (ConnectionError, ssl.SSLError):
                 break  # the server closed on us; the replies it sent are still read
@@ -226,7 +255,7 @@ async def run_client(opts: Options) -> int:
             await writer.wait_closed()
         except (ConnectionError, ssl.SSLError, TimeoutError):
             pass
-    complete = ended and not printer.broken and (opts.framing == "raw" or printer.count >= sent)
+    complete = ended and not printer.broken and (opts.raw or printer.count >= sent)
     if complete:
         return 0
     if printer.error:
@@ -239,9 +268,10 @@ async def run_client(opts: Options) -> int:
 class ReplyPrinter:
     """Prints replies as they arrive and counts them."""
 
-    def __init__(self, framing: str) -> None:
-        self.framing = framing
-        self.codec = make_codec(framing, MAX_REPLY)
+    def __init__(self, opts: Options, codec: Any) -> None:
+        self.raw = opts.raw
+        self.framing = opts.codec or opts.framing
+        self.codec = codec
         self.count = 0
         self.closed = False
         # Why reading ended, if not by the server's close: a TLS alert (such as a
@@ -254,8 +284,7 @@ class ReplyPrinter:
         try:
             while data := await reader.read(65536):
                 for frame in self.codec.feed(data):
-                    text = frame.text if isinstance(frame, FrameError) else frame
-                    sys.stdout.write(text if self.framing == "raw" else text + "\n")
+                    self.show(frame)
                     self.count += 1
                 sys.stdout.flush()
                 self._changed.set()
@@ -271,26 +300,37 @@ class ReplyPrinter:
             self.error = f"the server's reply broke the {self.framing} framing: {e.code} {e.text}"
             self.broken = True
         finally:
-            if self.framing == "raw" and self.count:
+            if self.raw and self.count:
                 sys.stdout.write("\n")
                 sys.stdout.flush()
             self.closed = True
             self._changed.set()
+
+    def show(self, frame: Any) -> None:
+        """One reply on stdout: text as it is, bytes as they came, anything else as str."""
+        end = "" if self.raw else "\n"
+        if isinstance(frame, FrameError):
+            frame = frame.text
+        if isinstance(frame, (bytes, bytearray, memoryview)):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(bytes(frame) + end.encode())
+        else:
+            sys.stdout.write(str(frame) + end)
 
     async def wait_for(self, sent: int, timeout: float) -> None:
         """Until ``sent`` replies came (raw: the server was quiet RAW_GRACE seconds)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self.closed:
-            if self.framing != "raw" and self.count >= sent:
+            if not self.raw and self.count >= sent:
                 return
             self._changed.clear()
-            wait = RAW_GRACE if self.framing == "raw" else deadline - loop.time()
+            wait = RAW_GRACE if self.raw else deadline - loop.time()
             try:
                 async with asyncio.timeout(max(0.0, min(wait, deadline - loop.time()))):
                     await self._changed.wait()
             except TimeoutError:
-                if self.framing == "raw":
+                if self.raw:
                     return
                 raise ClientError(
                     f"{sent - self.count} of {sent} replies not received within {timeout:g}s"

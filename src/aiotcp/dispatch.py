@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
@@ -42,6 +43,10 @@ KIND_QUEUED = "queued"
 # and summed up in one line, so a handler failing on every message cannot flood the log.
 TRACEBACKS_PER_INTERVAL = 5
 LOG_INTERVAL = 10.0
+
+# Python 3.12's Task can start eagerly (the first step runs inside create, with the
+# task current): handler work that never suspends costs no loop turn.
+EAGER_START = sys.version_info >= (3, 12)
 
 # A @blocking call past its timeout keeps its thread (threads cannot be cancelled). Once
 # as many calls are stuck as the pool has threads, new calls go to a fresh pool and the
@@ -101,7 +106,6 @@ class Dispatch:
         self._stuck = 0  # calls past their timeout still running in the current pool
         self._stuck_elsewhere = 0  # ... in pools already replaced
         self.running: set[asyncio.Task[None]] = set()  # handler tasks, for a forced stop
-        self._tasks: asyncio.TaskGroup | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tracebacks = Throttle("handler error(s)")
         self._violations = Throttle("protocol error(s)")
@@ -113,9 +117,8 @@ class Dispatch:
             else self._call_full
         )
 
-    def start(self, tasks: asyncio.TaskGroup) -> None:
-        """Run handler work in ``tasks`` (the server's TaskGroup); make the thread pool."""
-        self._tasks = tasks
+    def start(self) -> None:
+        """Run handler work on the running loop; make the thread pool."""
         self._loop = asyncio.get_running_loop()
         if self.blocking and self._executor is None:
             self._executor = self._new_pool()
@@ -141,14 +144,28 @@ class Dispatch:
             task.cancel()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run ``coro`` in the server's TaskGroup; a failure is logged, never fatal."""
-        if self._tasks is None:
+        """Run ``coro`` as a task; a failure is logged, never fatal.
+
+        On Python 3.12+ the task starts eagerly: it runs inside this call up to its
+        first suspension, so work that never suspends (an async handler that returns at
+        once) costs no loop turn and leaves nothing scheduled. It is a real Task all the
+        same: ``current_task()``, ``asyncio.timeout()``, context variables and
+        cancellation inside the handler behave as in any task. Tasks still running are
+        kept in ``running`` (for shutdown and a forced stop) and drop out as they end.
+        """
+        loop = self._loop
+        if loop is None:
             coro.close()
             raise RuntimeError("the server has not started")
-        task = self._tasks.create_task(self._guard(coro))
-        if not task.done():  # an eager task may have finished already
+        task: asyncio.Task[None]
+        if EAGER_START:
+            task = asyncio.Task(  # type: ignore[call-arg, unused-ignore]
+                self._guard(coro), loop=loop, eager_start=True
+            )
+        else:
+            task = loop.create_task(self._guard(coro))
+        if not task.done():
             self.running.add(task)
-            task.add_done_callback(self.running.discard)
         return task
 
     async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -156,6 +173,13 @@ class Dispatch:
             await coro
         except Exception as e:  # a bug in one connection must not stop the others
             self.failed(e)
+        finally:
+            self.running.discard(asyncio.current_task())
+
+    async def wait(self) -> None:
+        """Until every handler task has ended (shutdown, after the drain)."""
+        while self.running:
+            await asyncio.gather(*list(self.running), return_exceptions=True)
 
     async def _call_direct(self, conn: Conn, message: Any) -> Any:
         """:meth:`_call_full` for an async handler with no timeout and no timing."""

@@ -41,6 +41,7 @@ class Pipe:
 
     __slots__ = (
         "queue", "order", "done", "answered", "tasks", "workers", "unanswered", "flush_due",
+        "inline",
     )
 
     def __init__(self) -> None:
@@ -55,6 +56,10 @@ class Pipe:
         self.tasks: set[asyncio.Task[Any]] = set()  # the workers' tasks, to cancel them
         self.unanswered = 0  # frames received and not yet answered on the wire
         self.flush_due = False
+        # True while workers start (eagerly, on 3.12+: they run inside the start up to
+        # their first suspension): the replies they finish meanwhile are flushed right
+        # after, in the same read, not on a later loop turn.
+        self.inline = False
 
     @property
     def idle(self) -> bool:
@@ -98,7 +103,13 @@ class QueuedConnection(Connection):
         pipe.unanswered += n
         if pipe.unanswered >= self._dispatch.max_pipeline:
             self._hold(HOLD_PIPELINE)
-        self._start_workers(pipe)
+        pipe.inline = True
+        try:
+            self._start_workers(pipe)
+        finally:
+            pipe.inline = False
+        if pipe.flush_due:
+            self._flush(pipe)
 
     # ---- lifecycle hooks -----------------------------------------------------------
 
@@ -186,10 +197,12 @@ class QueuedConnection(Connection):
     # ---- replies -------------------------------------------------------------------
 
     def _flush_soon(self, pipe: Pipe) -> None:
-        """Replies finished in one loop turn leave together, at the end of it."""
+        """Replies finished in one loop turn leave together, at the end of it (or, while
+        workers start inline, at the end of the read)."""
         if not pipe.flush_due:
             pipe.flush_due = True
-            asyncio.get_running_loop().call_soon(self._flush, pipe)
+            if not pipe.inline:
+                asyncio.get_running_loop().call_soon(self._flush, pipe)
 
     def _flush(self, pipe: Pipe) -> None:
         pipe.flush_due = False

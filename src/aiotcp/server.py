@@ -229,7 +229,7 @@ class Server:
             previous = loop.get_exception_handler()
             loop.set_exception_handler(self._accept_error_handler(previous))
             stack.callback(loop.set_exception_handler, previous)
-            self.dispatch.start(tasks)
+            self.dispatch.start()
             stack.callback(self.dispatch.stop)
             await self._listen(loop)
             self._sweeper = tasks.create_task(self._sweep())
@@ -345,6 +345,7 @@ class Server:
             await self._drain()
         for listener in self._listeners:
             await listener.wait_closed()
+        await self.dispatch.wait()  # handler tasks of connections now gone
         if self._sweeper is not None:
             self._sweeper.cancel()
         await stack.aclose()
