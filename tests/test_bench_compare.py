@@ -22,6 +22,9 @@ def test_compare_tiny_run_writes_ratios_and_client_cpu(tmp_path: Path) -> None:
     assert compare_main(argv) == 0
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["engine"] == "c" and data["meta"]["runs"] == 2
+    stamp = data["stamp"]  # where the figures came from (aiotcp.bench.stamp)
+    assert len(stamp["commit"]["sha"]) == 40 and stamp["machine"]["cores"] >= 1
+    assert stamp["machine"]["aiotcp_core"] in ("compiled", "pure") and stamp["other_cpu_pct"] >= 0
     rows = data["rows"]
     assert {(r["server"], r["workload"]) for r in rows} == {(s, "c2-f2-s16-d0.2") for s in SERVERS}
     for r in rows:
@@ -36,6 +39,7 @@ def test_compare_tiny_run_writes_ratios_and_client_cpu(tmp_path: Path) -> None:
     assert loads["c-epoll"]["vs_c_epoll"] == 1.0 and loads["uvloop_protocol"]["vs_uvloop_protocol"] == 1.0
     assert "vs_c_epoll" in loads["aiotcp-sync"] and "vs_seed" not in loads["aiotcp-sync"]
     md = (out / "report.md").read_text()
+    assert md.splitlines()[2].startswith("*Stamp: commit ")
     assert "vs uvloop Protocol" in md and "vs C epoll" in md and "client CPU %" in md
     assert "compiled C epoll engine" in md
     assert (out / "report.html").read_text().startswith("<!doctype html>")

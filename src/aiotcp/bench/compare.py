@@ -32,9 +32,11 @@ from aiotcp.bench.misbehave import MisbehaveResult, open_clients
 from aiotcp.bench.native import CompilerUnavailable
 from aiotcp.bench.results import finish
 from aiotcp.bench.serverproc import ServerProcess, start_server
+from aiotcp.bench.stamp import Recorder, machine_busy_seconds
 from aiotcp.bench.workloads import Workload, parse_workload
 
-__all__ = ["CompareOptions", "Workload", "compare_cli", "parse_workload", "run_compare"]
+__all__ = ["CompareOptions", "Workload", "compare_cli", "machine_busy_seconds", "parse_workload",
+           "run_compare"]
 
 #: The seed reads 100 bytes at a time; larger messages make its replies unverifiable.
 SEED_READ = 100
@@ -128,23 +130,6 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
     return row
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent in processes (user, nice, system, steal) since boot.
-
-    Busy minus the server's and the client's CPU over a run is what other processes (and
-    the hypervisor) took: a run where that is high measured a contended machine. Interrupt
-    and softirq time is left out: the kernel accounts it apart from any process, and on
-    loopback most of it is the run's own traffic.
-    """
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    user, nice, system, steal = ticks[0], ticks[1], ticks[2], ticks[7] if len(ticks) > 7 else 0
-    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _runner() -> Callable[..., Any]:
     if importlib.util.find_spec("uvloop"):
         import uvloop
@@ -227,6 +212,7 @@ def run_compare(
     Servers that cannot run here (a missing library, no C compiler) get one ``skipped`` row
     with a note. Raises CompilerUnavailable if ``opts.engine`` is ``c`` and it cannot build.
     """
+    recorder = Recorder(opts.command)
     engine, engine_note = choose_engine(opts.engine, LoadConfig())
     log(f"load generator: {'compiled C epoll engine' if engine == 'c' else 'Python engine'}")
     if engine_note:
@@ -244,6 +230,7 @@ def run_compare(
         "python": platform.python_version(), "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "aiotcp_args": opts.aiotcp_args,
         "engine": engine, "engine_note": engine_note, "runs": opts.runs,
+        "stamp": recorder.stamp(),
     }  # fmt: skip
     from aiotcp.bench.report import write_report
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiotcp.bench.plots import write_plots
 from aiotcp.bench.results import CLIENT_BOUND_CPU
+from aiotcp.bench.stamp import stamp_line
 from aiotcp.bench.workloads import HEADLINE
 
 #: Marks a figure where the load generator used more than CLIENT_BOUND_CPU % of its core.
@@ -189,16 +190,22 @@ def write_report(
     workloads: list[str],
     servers: list[str],
 ) -> None:
-    """Write report.md, report.html, results.json and the PNG plots into ``out_dir``."""
+    """Write report.md, report.html, results.json and the PNG plots into ``out_dir``.
+
+    ``meta["stamp"]`` (``aiotcp.bench.stamp``), when present, heads results.json and is
+    printed under the report's title.
+    """
     os.makedirs(out_dir, exist_ok=True)
+    meta = dict(meta)
+    stamp = meta.pop("stamp", None)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1, ensure_ascii=False)
+        json.dump({"stamp": stamp, "meta": meta, "rows": rows}, f, indent=1, ensure_ascii=False)
     tabs = tables(rows, workloads, servers)
     notes = _notes(rows, meta)
     warned = warnings(rows)
     loads = [w for w in workloads if not w.startswith("hold")]
     pngs = write_plots(out_dir, rows, servers, headline(loads))
-    md = ["# aiotcp compare", ""]
+    md = ["# aiotcp compare", "", stamp_line(stamp), ""]
     for title, header, body in tabs:
         md += [f"## {title}", "", _markdown_table(header, body), ""]
     md += ["## Notes", ""] + [f"- {n}" for n in warned + notes] + [""]
@@ -213,6 +220,7 @@ def write_report(
             "td:first-child{text-align:left}</style>"
         ),
         "<h1>aiotcp compare</h1>",
+        f"<p>{html.escape(stamp_line(stamp).strip('*'))}</p>",
     ]
     for title, header, body in tabs:
         h.append(f"<h2>{html.escape(title)}</h2><table><tr>")
