@@ -1,14 +1,15 @@
 """Every script in benchmarks/ runs: ``--help``, a bad flag, and its ``--smoke`` workload.
 
 One row per script in SCRIPTS (a new script without a row fails
-``test_every_script_has_a_row``; files that are not scripts are named in NOT_SCRIPTS with
-the reason). The smoke runs are started side by side when the first of them is needed
-(they mostly wait: on servers starting, on sleeps, on loopback), each test then waits for
-its own: the file takes about as long as the slowest script, not the sum.
+``test_every_script_has_a_row``; files that are not scripts are named, with the reason, in
+``aiotcp.bench.scripts.NOT_SCRIPTS``). The smoke runs are started side by side before the
+first test (they mostly wait: on servers starting, on sleeps, on loopback), each test then
+waits for its own: the file takes about as long as the slowest script, not the sum.
 
 To add a script: give it ``aiotcp.bench.scripts.parser``/``parse``/``write_result`` (see
 benchmarks/README.md) and add a row ``"name.py": Smoke(keys=(top-level result keys,))``,
-with ``needs=("redis",)`` (or "postgres", "mysql") if its smoke run needs that service.
+with ``needs=("redis",)`` if its smoke run needs that service (its URL is passed with the
+flag in SERVICE_FLAGS; add a flag there for another service).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from aiotcp.bench.scripts import NOT_SCRIPTS, script_names
 from support.process import child_env
 from support.services import service_url
 
@@ -51,9 +53,6 @@ SCRIPTS: dict[str, Smoke] = {
     "instructions.py": Smoke(keys=("settings", "instructions_per_read")),
     "pipeline_flood.py": Smoke(keys=("flood", "concurrency_16")),
     "tls_memory.py": Smoke(keys=("settings", "memory", "throughput")),
-}
-NOT_SCRIPTS: dict[str, str] = {
-    "flood_apps.py": "the handlers pipeline_flood.py serves (--app flood_apps:sleepy)",
 }
 #: The flag each service's URL is given with.
 SERVICE_FLAGS = {"redis": "--broker"}
@@ -113,6 +112,7 @@ def test_every_script_has_a_row() -> None:
     on_disk = {p.name for p in BENCHMARKS.glob("*.py")}
     assert set(SCRIPTS) == on_disk - set(NOT_SCRIPTS)
     assert set(NOT_SCRIPTS) <= on_disk  # an exclusion for a file that is gone is stale
+    assert script_names() == sorted(SCRIPTS)  # what `make figures` runs
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

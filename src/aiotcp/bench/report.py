@@ -114,6 +114,13 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
     return out
 
 
+def ladder_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
+    """The payload ladder (header, body), or None when ``rows`` hold no ladder run."""
+    if not any(r.get("ladder") for r in rows):
+        return None
+    return None
+
+
 def warnings(rows: list[dict[str, Any]]) -> list[str]:
     """One line per load row whose client was above CLIENT_BOUND_CPU % of a core."""
     return [

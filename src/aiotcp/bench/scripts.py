@@ -16,7 +16,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from aiotcp.bench.stamp import Recorder
+from aiotcp.bench.stamp import ROOT, Recorder
+
+#: Files in benchmarks/ that are not benchmark scripts, with the reason.
+NOT_SCRIPTS: dict[str, str] = {
+    "flood_apps.py": "the handlers pipeline_flood.py serves (--app flood_apps:sleepy)",
+}
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def script_names() -> list[str]:
+    """The benchmark scripts in benchmarks/, sorted (``make figures`` runs every one)."""
+    return sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name not in NOT_SCRIPTS)
 
 
 class ScriptParser(argparse.ArgumentParser):
@@ -61,3 +72,7 @@ def write_result(path: str, data: dict[str, Any], recorder: Recorder) -> dict[st
         json.dump(result, f, indent=1, ensure_ascii=False)
         f.write("\n")
     return result
+
+
+if __name__ == "__main__":  # benchmarks/run.sh --all: the scripts to run, one a line
+    print("\n".join(str(BENCHMARKS / name) for name in script_names()))

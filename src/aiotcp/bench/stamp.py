@@ -156,11 +156,13 @@ class Recorder:
         }
 
 
-def stamp_line(stamp: dict[str, Any] | None) -> str:
-    """One line for the README under a table: where its figures came from."""
+def stamp_line(stamp: dict[str, Any] | None, when: str = "") -> str:
+    """One line for the README under a table: where its figures came from (``when``: the
+    date a result file without a stamp gives)."""
     if not stamp:
-        return ("*Stamp: none (this result file predates stamps; `make figures` "
-                "regenerates it).*")  # fmt: skip
+        date = f"measured {when[:10]}; " if when else ""
+        return (f"*Stamp: none ({date}this result file predates stamps: commit, machine and "
+                "load not recorded; `make figures` regenerates it).*")  # fmt: skip
     c, m = stamp["commit"], stamp["machine"]
     sha = (c["sha"] or "unknown")[:10] + (" (dirty)" if c.get("dirty") else "")
     return (
