@@ -141,11 +141,14 @@ def _compare(data: dict[str, Any]) -> list[str]:
 def _ladder(data: dict[str, Any]) -> list[str]:
     from aiotcp.bench.report import ladder_table
 
-    table = ladder_table(data["rows"])
+    meta = data.get("meta", {})
+    table = ladder_table(data["rows"], meta.get("ladder", []), meta.get("ladder_servers", []))
     if table is None:
-        return ["No payload-ladder run in benchmarks/results/results.json yet: "
-                "`make figures` measures it."]  # fmt: skip
+        return [("No payload-ladder run in benchmarks/results/results.json yet: "
+                 "`make figures` measures it.")]  # fmt: skip
     header, body = table
+    labels = {name: label.strip("*") for name, label in COMPARE_ROWS}
+    header = [*header[:2], *(labels.get(name, name) for name in header[2:])]
     return [*_table(header, body), "", CLIENT_BOUND_NOTE]
 
 
@@ -261,14 +264,14 @@ def _pipeline_flood(data: dict[str, Any]) -> list[str]:
     lines = f.get("flood_lines", 1_000_000)
     rows = [
         [f"server RSS while a client pipelines {lines:,} lines into a 10 ms `async def`",
-         f"{f['rss_start_kib'] / 1024:.1f} MiB -> {f['rss_during_kib'] / 1024:.1f} MiB "
-         f"(+{f['rss_growth_mib']} MiB)"],
+         (f"{f['rss_start_kib'] / 1024:.1f} MiB -> {f['rss_during_kib'] / 1024:.1f} MiB "
+          f"(+{f['rss_growth_mib']} MiB)")],
         ["another client's round trips meanwhile: p50 / p99 / max",
-         f"{f['probe_p50_ms']} / {f['probe_p99_ms']} / {f['probe_max_ms']} ms "
-         f"({f['probe_round_trips']:,} round trips)"],
+         (f"{f['probe_p50_ms']} / {f['probe_p99_ms']} / {f['probe_max_ms']} ms "
+          f"({f['probe_round_trips']:,} round trips)")],
         [f"{c.get('messages', c['replies']):,} pipelined messages, --handler-concurrency 16",
-         f"{c['replies']:,} replies, {'in order' if c['in_order'] else 'OUT OF ORDER'}, "
-         f"{c['seconds']} s (one at a time: {c['sequential_would_take_s']:g} s)"],
+         (f"{c['replies']:,} replies, {'in order' if c['in_order'] else 'OUT OF ORDER'}, "
+          f"{c['seconds']} s (one at a time: {c['sequential_would_take_s']:g} s)")],
     ]  # fmt: skip
     return _table(["pipeline_flood.py", "measured"], rows)
 

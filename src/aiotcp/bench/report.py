@@ -114,11 +114,43 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
     return out
 
 
-def ladder_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
-    """The payload ladder (header, body), or None when ``rows`` hold no ladder run."""
-    if not any(r.get("ladder") for r in rows):
+def size_label(size: int) -> str:
+    """64 -> '64 B', 1024 -> '1 KiB', 16384 -> '16 KiB', 60000 -> '60 KB'."""
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    if size >= 1000 and size % 1000 == 0:
+        return f"{size // 1000} KB"
+    return f"{size} B"
+
+
+def ladder_table(
+    rows: list[dict[str, Any]], ladder: list[str], servers: list[str]
+) -> tuple[list[str], list[list[str]]] | None:
+    """The payload ladder: one body row per rung (size, framing), one column per server;
+    each cell replies/s (median) and the ratio to the uvloop Protocol on that rung. None
+    when no rung was run."""
+    by = {(r["server"], r["workload"]): r for r in rows}
+    rungs = [w for w in ladder if any((s, w) in by for s in servers)]
+    if not rungs:
         return None
-    return None
+    body = []
+    head = next(by[(s, rungs[0])] for s in servers if (s, rungs[0]) in by)
+    for w in rungs:
+        first = next(by[(s, w)] for s in servers if (s, w) in by)
+        line = [size_label(first["size"]), first["framing"]]
+        if (first["connections"], first["in_flight"]) != (head["connections"], head["in_flight"]):
+            line[0] += f" ({first['connections']} conns, {first['in_flight']} in flight)"
+        for s in servers:
+            r = by.get((s, w))
+            if r is None or not r.get("throughput"):
+                line.append(_cell(r, "throughput") if r else "-")
+                continue
+            mark = CLIENT_BOUND_MARK if r.get("client_bound") else ""
+            ratio = f" {r['vs_uvloop_protocol']:.2f}" if "vs_uvloop_protocol" in r else ""
+            line.append(f"{_si(r['throughput'])}{mark}{ratio}" + (" (err)" if r.get("errors") else ""))
+        body.append(line)
+    label = f"message ({head['connections']} conns, {head['in_flight']} in flight)"
+    return [label, "framing", *servers], body
 
 
 def warnings(rows: list[dict[str, Any]]) -> list[str]:
@@ -208,6 +240,9 @@ def write_report(
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump({"stamp": stamp, "meta": meta, "rows": rows}, f, indent=1, ensure_ascii=False)
     tabs = tables(rows, workloads, servers)
+    ladder = ladder_table(rows, meta.get("ladder", []), meta.get("ladder_servers", []))
+    if ladder is not None:
+        tabs.append(("Payload ladder: replies/s, ratio to the uvloop Protocol", *ladder))
     notes = _notes(rows, meta)
     warned = warnings(rows)
     loads = [w for w in workloads if not w.startswith("hold")]
