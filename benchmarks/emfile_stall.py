@@ -50,7 +50,8 @@ def limit() -> None:
 def measure(name: str, src: str, connections: int, settle: float, seconds: float
             ) -> dict[str, Any]:
     """Exhaust server ``name``'s fds, then time one open client's round trips."""
-    env = dict(os.environ, PYTHONPATH=src) if src else dict(os.environ)
+    # --src replaces the aiotcp under test; the asyncio baseline always runs from this tree.
+    env = dict(os.environ, PYTHONPATH=src) if src and name == "aiotcp" else dict(os.environ)
     # stderr to a file: the server's EMFILE log lines must never block it on a full pipe.
     with tempfile.TemporaryFile() as log:
         return _measure(name, env, log, connections, settle, seconds)

@@ -178,7 +178,7 @@ def main() -> int:
                    help="the Redis the instances share (default $AIOTCP_TEST_REDIS or local)")
     p.add_argument("--modes", default="pubsub,streams", help="broker modes: pubsub, streams")
     p.add_argument("--subscribers", type=int, default=1000)
-    p.add_argument("--rates", default="25,50,100,200,400",
+    p.add_argument("--rates", default="25,100,200,400,800",
                    help="messages per second to try, in order (stops at the first miss)")
     p.add_argument("--seconds", type=float, default=5.0, help="seconds of publishing per rate")
     p.add_argument("--grace", type=float, default=15.0,

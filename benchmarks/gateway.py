@@ -1,6 +1,6 @@
 """The gateway app's throughput and added latency, against calling the upstream directly.
 
-    .venv/bin/python benchmarks/gateway.py                      # gRPC and HTTP, 3 s per run
+    .venv/bin/python benchmarks/gateway.py                      # gRPC and HTTP, 3 s per run, 2 rounds
     .venv/bin/python benchmarks/gateway.py --kinds grpc --duration 5 --repeat 3
     .venv/bin/python benchmarks/gateway.py --smoke --out /tmp/gateway.json   # seconds
 
@@ -49,7 +49,7 @@ WARMUP = 0.5
 # calls pending for the application by default).
 UPSTREAM_CONCURRENCY = 100
 KINDS = ("grpc", "http")
-SMOKE = {"duration": 0.3, "loads": "lone"}
+SMOKE = {"duration": 0.3, "loads": "lone", "repeat": 1}
 
 
 # ---- the upstream (a child process: --serve-upstream KIND) ------------------------------
@@ -291,7 +291,7 @@ def main() -> int:
     p = parser(__doc__, str(HERE / "results" / "gateway.json"))
     p.add_argument("--kinds", default=",".join(KINDS), help="upstream kinds: grpc, http")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per run")
-    p.add_argument("--repeat", type=int, default=1, help="rounds; each cell reports its median")
+    p.add_argument("--repeat", type=int, default=2, help="rounds; each cell reports its median")
     p.add_argument("--loads", default=",".join(name for name, _, _ in LOADS),
                    help="comma-separated, from the default")
     p.add_argument("--serve-upstream", metavar="KIND", help=argparse.SUPPRESS)

@@ -1,7 +1,7 @@
 """Durable acks per second of ``aiotcp serve --app ingest``, per store, group commit vs
 one commit per message, and ack latency against a single commit's latency.
 
-    .venv/bin/python benchmarks/ingest.py                 # every store, 5 s per run
+    .venv/bin/python benchmarks/ingest.py                 # every store, 5 s per run, 3 rounds
     .venv/bin/python benchmarks/ingest.py --stores sqlite --duration 3
     .venv/bin/python benchmarks/ingest.py --smoke --out /tmp/ingest.json   # seconds
 
@@ -48,7 +48,7 @@ SINGLE_COMMITS = 200
 CELLS = [("lone_client", "group", 1, 1)] + [
     (f"{commit}_{f}", commit, f, CONNECTIONS) for commit in ("group", "each") for f in IN_FLIGHT
 ]
-SMOKE = {"stores": "sqlite", "duration": 0.3, "cells": "lone_client,group_16",
+SMOKE = {"stores": "sqlite", "duration": 0.3, "cells": "lone_client,group_16", "repeat": 1,
          "single_commits": 20}
 
 
@@ -210,7 +210,7 @@ def main() -> int:
     p = parser(__doc__, str(HERE / "results" / "ingest.json"))
     p.add_argument("--stores", default="sqlite,postgres,mysql", help="sqlite, postgres, mysql")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
-    p.add_argument("--repeat", type=int, default=1, help="rounds; each cell reports its median")
+    p.add_argument("--repeat", type=int, default=3, help="rounds; each cell reports its median")
     p.add_argument("--cells", default=",".join(c[0] for c in CELLS),
                    help="comma-separated, from the default")
     p.add_argument("--single-commits", type=int, default=SINGLE_COMMITS,

@@ -274,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--quick", action="store_true",
-        help=f"servers {','.join(lineup.QUICK)}; workloads {','.join(workloads.QUICK)} (< 2 min)")
+        help=f"servers {','.join(lineup.QUICK)}; workloads {','.join(workloads.QUICK)}; ladder {','.join(workloads.QUICK_LADDER)} (~2 min)")
     add("--servers", help=f"comma-separated, from {','.join(lineup.ORDER)} (default: all)")
     add("--workloads", help="comma-separated workload names, e.g. c100-f16-s64,c10-f1-s64-d0.5,hold1000")
     add("--duration", type=float, default=1.5, help="seconds per load run without -d (default 1.5)")
