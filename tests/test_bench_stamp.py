@@ -27,6 +27,15 @@ def test_commit_names_head_and_says_when_the_tree_is_dirty(tmp_path: Path) -> No
     head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     assert stamp.commit(tmp_path) == {"sha": head, "dirty": False}
+    results = tmp_path / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "r.json").write_text("1")
+    git(tmp_path, "add", "benchmarks")
+    git(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "y")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (results / "r.json").write_text("2")  # a result rewritten by the run: still clean
+    assert stamp.commit(tmp_path) == {"sha": head, "dirty": False}
     (tmp_path / "f").write_text("2")
     assert stamp.commit(tmp_path) == {"sha": head, "dirty": True}
     assert stamp.commit(Path("/proc")) == {"sha": None, "dirty": False}  # not a checkout

@@ -290,6 +290,26 @@ def _emfile(data: dict[str, Any]) -> list[str]:
                    "max"], rows)  # fmt: skip
 
 
+KIND_LABELS = {
+    "prefix": "the ack app (`reply_prefix`, answered on bytes)",
+    "inline": "a user's `def handle`",
+    "batch": "a user's `batch(messages, conn)`",
+    "sequential": "a user's `async def handle` (with the loop's turns)",
+    "async-batch": "a user's `async def batch` (with the loop's turns)",
+}
+
+
+def _instructions(data: dict[str, Any]) -> list[str]:
+    figures = data["instructions_per_read"]
+    columns = sorted({c for kind in figures.values() for c in kind}, key=lambda c: int(c.split("-")[0]))
+    rows = [[KIND_LABELS.get(kind, kind),
+             *(f"{counts[c]:,}" if counts.get(c) is not None else "-" for c in columns)]
+            for kind, counts in figures.items()]  # fmt: skip
+    header = ["connection kind (callgrind, instructions per read)",
+              *(f"{c.split('-')[0]} x 64-byte line(s) per read" for c in columns)]  # fmt: skip
+    return _table(header, rows)
+
+
 #: Every README figure: block name -> (result file, renderer).
 FIGURES: dict[str, Figure] = {
     "compare": Figure("results.json", _compare),
@@ -301,6 +321,7 @@ FIGURES: dict[str, Figure] = {
     "gateway": Figure("gateway.json", _gateway),
     "pipeline-flood": Figure("pipeline_flood.json", _pipeline_flood),
     "emfile": Figure("emfile_stall.json", _emfile),
+    "instructions": Figure("instructions.json", _instructions),
 }
 
 

@@ -5,7 +5,7 @@ JSON) carries a stamp, and the README prints it next to each table, so a reader 
 stale figure from a current one and a quiet machine from a contended one:
 
 * ``commit``: ``git rev-parse HEAD`` of the source tree that ran, ``dirty`` when it had
-  uncommitted changes (``None`` outside a git checkout);
+  uncommitted changes outside ``benchmarks/results/`` (``None`` outside a git checkout);
 * ``machine``: CPU model, usable cores, kernel, Python, uvloop and OpenSSL versions, and
   aiotcp's core (``compiled`` or ``pure``: ``aiotcp.core.CORE``);
 * ``other_cpu_pct``: what processes other than this run's took during it, in % of one
@@ -26,6 +26,8 @@ from typing import Any
 
 #: The source tree the stamp's commit is read from (``src/aiotcp/bench/`` -> the checkout).
 ROOT = Path(__file__).resolve().parents[3]
+#: Where result files are written, relative to ROOT (changes there do not make a tree dirty).
+RESULTS_DIR = "benchmarks/results"
 
 
 def machine_busy_seconds() -> float:
@@ -94,7 +96,10 @@ def commit(root: Path = ROOT) -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     sha = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if sha else None
+    # The results themselves are left out: `make figures` rewrites them as it goes, and a
+    # later script of the same run must not call the tree that ran it dirty.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 f":(exclude){RESULTS_DIR}") if sha else None  # fmt: skip
     return {"sha": sha, "dirty": bool(status)}
 
 
