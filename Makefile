@@ -97,5 +97,11 @@ bench: $(STAMP_BENCH)
 compare: $(STAMP_BENCH)
 	$(BIN)/aiotcp compare --quick
 
+# Every README figure, measured again (about an hour; a quiet machine) and the README's
+# tables rewritten from the result files: see benchmarks/README.md.
+.PHONY: figures
+figures: $(STAMP_DEV) $(STAMP_CORE) test-programs
+	benchmarks/run.sh --all
+
 clean:
 	rm -rf $(VENV) $(VENV)-* build *.egg-info src/*.egg-info compare-report src/aiotcp/_speedups/*.so

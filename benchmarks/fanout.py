@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/fanout.py                 # both modes, default rates
     .venv/bin/python benchmarks/fanout.py --modes streams --rates 50,100 --seconds 5
+    .venv/bin/python benchmarks/fanout.py --smoke --out /tmp/fanout.json   # seconds
 
 For each broker mode, three ``aiotcp serve --app pubsub`` instances share one Redis;
 the subscribers (default 1,000) are spread evenly over them, all on one topic; one
@@ -18,18 +19,22 @@ this machine gives, not a service limit. Writes JSON to ``--out``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
+import concurrent.futures
 import os
-import platform
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+from aiotcp.bench.scripts import parse, parser, write_result
 from aiotcp.bench.serverproc import ServerProcess, aiotcp_argv, start_server
+from aiotcp.bench.stamp import Recorder
 
+HERE = Path(__file__).resolve().parent
 INSTANCES = 3
+SMOKE = {"subscribers": 6, "rates": "20", "seconds": 0.5, "grace": 5.0}
 TICK = 0.001  # the publisher's pacing step, seconds
 # A p99 above this means deliveries queue up (the rate is over capacity): stop there.
 SATURATED_P99_MS = 1000.0
@@ -121,11 +126,18 @@ async def run_rate(ports: list[int], subs: list[Subscriber], pub: tuple[Any, Any
 
 async def bench_mode(mode: str, broker: str, subscribers: int, rates: list[int],
                      seconds: float, grace: float) -> dict[str, Any]:
-    servers: list[ServerProcess] = [
-        start_server(aiotcp_argv(["--app", "pubsub", "--broker", broker, "--broker-mode", mode,
-                                  "--log-level", "warning"]))
-        for _ in range(INSTANCES)
-    ]
+    argv = aiotcp_argv(["--app", "pubsub", "--broker", broker, "--broker-mode", mode,
+                        "--log-level", "warning"])
+    with concurrent.futures.ThreadPoolExecutor(INSTANCES) as pool:  # started side by side
+        started = [pool.submit(start_server, argv) for _ in range(INSTANCES)]
+    servers: list[ServerProcess] = []
+    for future in started:
+        try:
+            servers.append(future.result())
+        except Exception:
+            for s in servers:
+                s.stop()
+            raise
     loop = asyncio.get_running_loop()
     t = f"bench-{uuid.uuid4().hex[:8]}"
     subs: list[Subscriber] = []
@@ -155,41 +167,47 @@ async def bench_mode(mode: str, broker: str, subscribers: int, rates: list[int],
             s.transport.close()
         return {"mode": mode, "results": results}
     finally:
-        for s in servers:
-            s.stop()
+        with concurrent.futures.ThreadPoolExecutor(INSTANCES) as pool:  # drained side by side
+            list(pool.map(ServerProcess.stop, servers))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--broker", default=os.environ.get("AIOTCP_TEST_REDIS",
-                                                           "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--modes", default="pubsub,streams")
-    parser.add_argument("--subscribers", type=int, default=1000)
-    parser.add_argument("--rates", default="25,50,100,200,400",
-                        help="messages per second to try, in order (stops at the first miss)")
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--grace", type=float, default=15.0)
-    parser.add_argument("--out", default="benchmarks/results/fanout.json")
-    args = parser.parse_args()
-    rates = [int(r) for r in args.rates.split(",")]
+def main() -> int:
+    p = parser(__doc__, str(HERE / "results" / "fanout.json"))
+    p.add_argument("--broker", default=os.environ.get("AIOTCP_TEST_REDIS",
+                                                      "redis://127.0.0.1:6379/0"),
+                   help="the Redis the instances share (default $AIOTCP_TEST_REDIS or local)")
+    p.add_argument("--modes", default="pubsub,streams", help="broker modes: pubsub, streams")
+    p.add_argument("--subscribers", type=int, default=1000)
+    p.add_argument("--rates", default="25,100,200,400,800",
+                   help="messages per second to try, in order (stops at the first miss)")
+    p.add_argument("--seconds", type=float, default=5.0, help="seconds of publishing per rate")
+    p.add_argument("--grace", type=float, default=15.0,
+                   help="seconds at most to wait for the deliveries after publishing")
+    args = parse(p, SMOKE)
+    try:
+        rates = [int(r) for r in args.rates.split(",")]
+    except ValueError:
+        p.error(f"--rates: not a list of integers: {args.rates!r}")
+    if bad := sorted(set(args.modes.split(",")) - {"pubsub", "streams"}):
+        p.error(f"unknown mode(s) {', '.join(bad)}; choose from pubsub, streams")
+    recorder = Recorder(" ".join(sys.argv))
     try:
         import uvloop
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
     report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "subscribers": args.subscribers, "instances": INSTANCES, "seconds": args.seconds,
         "modes": [],
     }
     for mode in args.modes.split(","):
         report["modes"].append(runner(bench_mode(mode, args.broker, args.subscribers, rates,
                                                  args.seconds, args.grace)))
-    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(report, f, indent=1)
+    report["smoke"] = args.smoke
+    write_result(args.out, report, recorder)
     print(f"wrote {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """The gateway app's throughput and added latency, against calling the upstream directly.
 
-    .venv/bin/python benchmarks/gateway.py                      # gRPC and HTTP, 3 s per run
+    .venv/bin/python benchmarks/gateway.py                      # gRPC and HTTP, 3 s per run, 2 rounds
     .venv/bin/python benchmarks/gateway.py --kinds grpc --duration 5 --repeat 3
+    .venv/bin/python benchmarks/gateway.py --smoke --out /tmp/gateway.json   # seconds
 
 For each upstream kind (a grpc.aio echo server, an aiohttp echo server: a process each,
 uvloop when installed) and each load (1 client with 1 call in flight; 100 connections
@@ -24,7 +25,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,7 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aiotcp.bench.scripts import parse, parser, write_result
 from aiotcp.bench.serverproc import aiotcp_argv, start_server
+from aiotcp.bench.stamp import Recorder
 
 HERE = Path(__file__).parent
 SERVICE_METHOD = "/bench.Echo/Say"
@@ -46,6 +48,8 @@ WARMUP = 0.5
 # 1,600 calls at once make a grpc.aio server cancel some (grpc-core keeps at most 1,000
 # calls pending for the application by default).
 UPSTREAM_CONCURRENCY = 100
+KINDS = ("grpc", "http")
+SMOKE = {"duration": 0.3, "loads": "lone", "repeat": 1}
 
 
 # ---- the upstream (a child process: --serve-upstream KIND) ------------------------------
@@ -247,12 +251,12 @@ def run_gateway(kind: str, port: int, connections: int, f: int, duration: float
     }
 
 
-def one_round(kinds: list[str], duration: float) -> dict[str, Any]:
+def one_round(kinds: list[str], duration: float, loads: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in kinds:
         proc, port = start_upstream(kind)
         try:
-            for name, connections, f in LOADS:
+            for name, connections, f in (load for load in LOADS if load[0] in loads):
                 cell = {
                     side: with_upstream_cpu(proc.pid, run, kind, port, connections, f, duration)
                     for side, run in (("direct", run_direct), ("gateway", run_gateway))
@@ -283,15 +287,16 @@ def median_cell(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--kinds", default="grpc,http", help="upstream kinds: grpc, http")
+def main() -> int:
+    p = parser(__doc__, str(HERE / "results" / "gateway.json"))
+    p.add_argument("--kinds", default=",".join(KINDS), help="upstream kinds: grpc, http")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per run")
-    p.add_argument("--repeat", type=int, default=1, help="rounds; each cell reports its median")
-    p.add_argument("--out", default=str(HERE / "results" / "gateway.json"))
+    p.add_argument("--repeat", type=int, default=2, help="rounds; each cell reports its median")
+    p.add_argument("--loads", default=",".join(name for name, _, _ in LOADS),
+                   help="comma-separated, from the default")
     p.add_argument("--serve-upstream", metavar="KIND", help=argparse.SUPPRESS)
     p.add_argument("--direct", nargs=5, metavar="ARG", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = parse(p, SMOKE)
     runner = asyncio.run
     try:
         import uvloop
@@ -301,31 +306,40 @@ def main() -> None:
         pass
     if args.serve_upstream:
         runner(serve_upstream(args.serve_upstream))
-        return
+        return 0
     if args.direct:
         kind, port, c, f, d = args.direct
         print(json.dumps(runner(direct(kind, int(port), int(c), int(f), float(d)))))
-        return
-    kinds = args.kinds.split(",")
+        return 0
+    kinds, chosen = args.kinds.split(","), args.loads.split(",")
+    if bad := sorted(set(kinds) - set(KINDS)):
+        p.error(f"unknown kind(s) {', '.join(bad)}; choose from {', '.join(KINDS)}")
+    if bad := sorted(set(chosen) - {name for name, _, _ in LOADS}):
+        p.error(f"unknown load(s) {', '.join(bad)}; choose from "
+                f"{', '.join(name for name, _, _ in LOADS)}")
+    recorder = Recorder(" ".join(sys.argv))
     loads = [os.getloadavg()[0]]
     rounds = []
     for _ in range(args.repeat):  # rounds interleave the cells: a noisy minute hits them all
-        rounds.append(one_round(kinds, args.duration))
+        rounds.append(one_round(kinds, args.duration, chosen))
         loads.append(os.getloadavg()[0])
+    names = [name for name, _, _ in LOADS if name in chosen]
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1-min load average "
-                   f"{min(loads):.1f}-{max(loads):.1f} (other work shares the machine)",
+        "load_average": [min(loads), max(loads)],
         "message_bytes": SIZE, "duration_s": args.duration, "repeat": args.repeat,
-        "loads": {name: {"connections": c, "in_flight": f} for name, c, f in LOADS},
+        "loads": {name: {"connections": c, "in_flight": f} for name, c, f in LOADS
+                  if name in chosen},
         "kinds": {
-            kind: {name: median_cell([r[kind][name] for r in rounds]) for name, _, _ in LOADS}
+            kind: {name: median_cell([r[kind][name] for r in rounds]) for name in names}
             for kind in kinds
         },
+        "smoke": args.smoke,
     }  # fmt: skip
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    write_result(args.out, results, recorder)
     print(json.dumps(results["kinds"], indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,9 @@
 """Durable acks per second of ``aiotcp serve --app ingest``, per store, group commit vs
 one commit per message, and ack latency against a single commit's latency.
 
-    .venv/bin/python benchmarks/ingest.py                 # every store, 5 s per run
+    .venv/bin/python benchmarks/ingest.py                 # every store, 5 s per run, 3 rounds
     .venv/bin/python benchmarks/ingest.py --stores sqlite --duration 3
+    .venv/bin/python benchmarks/ingest.py --smoke --out /tmp/ingest.json   # seconds
 
 For each store (SQLite in WAL with synchronous=FULL in a temporary directory, the local
 PostgreSQL and MariaDB in a table of the run's own, dropped afterwards), each commit mode
@@ -11,16 +12,15 @@ and with 16 messages in flight), a fresh server is started and loaded with ``aio
 bench`` (closed loop, every reply verified), all on loopback. A single commit's latency
 is measured apart: one-row transactions one after another through the same store code.
 
-Writes benchmarks/results/ingest.json and ingest.md. Bounded: 15 runs of --duration s per round (--repeat rounds).
+Writes benchmarks/results/ingest.json (--out) and ingest.md beside it. Bounded: 15 runs of
+--duration s per round (--repeat rounds).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,7 +30,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from aiotcp.bench.scripts import parse, parser, write_result
 from aiotcp.bench.serverproc import aiotcp_argv, start_server
+from aiotcp.bench.stamp import Recorder, stamp_line
 from aiotcp.stores import parse_store_url, store_from_url
 
 HERE = Path(__file__).parent
@@ -42,6 +44,12 @@ CONNECTIONS = 100
 IN_FLIGHT = (1, 16)
 # Single-commit latency: this many one-row transactions, one after another.
 SINGLE_COMMITS = 200
+# Every cell: (name, commit mode, in flight, connections).
+CELLS = [("lone_client", "group", 1, 1)] + [
+    (f"{commit}_{f}", commit, f, CONNECTIONS) for commit in ("group", "each") for f in IN_FLIGHT
+]
+SMOKE = {"stores": "sqlite", "duration": 0.3, "cells": "lone_client,group_16", "repeat": 1,
+         "single_commits": 20}
 
 
 def store_url(kind: str, tmp: str, commit: str) -> str:
@@ -69,12 +77,12 @@ async def drop(url: str) -> None:
     await store.close()
 
 
-async def single_commit_ms(url: str) -> dict[str, float]:
+async def single_commit_ms(url: str, commits: int) -> dict[str, float]:
     store = store_from_url(url)
     await store.open()
     times = []
     try:
-        for i in range(SINGLE_COMMITS):
+        for i in range(commits):
             t = time.perf_counter()
             await store.append([(time.time(), "127.0.0.1:1", f"single {i}")])
             times.append((time.perf_counter() - t) * 1e3)
@@ -113,19 +121,16 @@ def load(url: str, in_flight: int, duration: float, connections: int = CONNECTIO
     }
 
 
-def one_round(stores: list[str], duration: float, tmp: str) -> dict[str, dict[str, Any]]:
-    """Every cell once: {store: {cell: result}}."""
+def one_round(stores: list[str], duration: float, tmp: str, cells: list[str],
+              single_commits: int) -> dict[str, dict[str, Any]]:
+    """Every chosen cell once: {store: {cell: result}}."""
     out: dict[str, dict[str, Any]] = {}
     for kind in stores:
         entry: dict[str, Any] = {}
         url = store_url(kind, tmp, "group")
-        entry["single_commit_ms"] = asyncio.run(single_commit_ms(url))
+        entry["single_commit_ms"] = asyncio.run(single_commit_ms(url, single_commits))
         asyncio.run(drop(url))
-        cells = [("lone_client", "group", 1, 1)] + [
-            (f"{commit}_{f}", commit, f, CONNECTIONS) for commit in ("group", "each")
-            for f in IN_FLIGHT
-        ]  # fmt: skip
-        for name, commit, f, conns in cells:
+        for name, commit, f, conns in (c for c in CELLS if c[0] in cells):
             url = store_url(kind, tmp, commit)
             try:
                 entry[name] = r = load(url, f, duration, connections=conns)
@@ -144,17 +149,17 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {**ordered[(len(ordered) - 1) // 2], "acks_per_s_runs": [r["acks_per_s"] for r in runs]}
 
 
-def run(stores: list[str], duration: float, repeat: int) -> dict[str, Any]:
+def run(stores: list[str], duration: float, repeat: int, cells: list[str],
+        single_commits: int) -> dict[str, Any]:
     loads = [os.getloadavg()[0]]
     rounds = []
     with tempfile.TemporaryDirectory(prefix="aiotcp-ingest-bench-") as tmp:
         for _ in range(repeat):  # rounds interleave the cells: a noisy minute hits them all
-            rounds.append(one_round(stores, duration, tmp))
+            rounds.append(one_round(stores, duration, tmp, cells, single_commits))
             loads.append(os.getloadavg()[0])
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1-min load average "
-                   f"{min(loads):.1f}-{max(loads):.1f} (other work shares the machine)",
+        "load_average": [min(loads), max(loads)],
         "connections": CONNECTIONS, "duration_s": duration, "repeat": repeat,
         "stores": {
             kind: {cell: median_run([r[kind][cell] for r in rounds]) for cell in rounds[0][kind]}
@@ -165,7 +170,7 @@ def run(stores: list[str], duration: float, repeat: int) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"# ingest: durable acks ({results['when']}, {results['machine']})", "",
+        f"# ingest: durable acks ({results['when']})", "", stamp_line(results.get("stamp")), "",
         (f"{results['connections']} connections, 64-byte lines, closed loop, "
         f"{results['duration_s']:g} s per run, median of {results['repeat']} round(s) "
         "(acks/s of every round in brackets); client and server share the machine."), "",
@@ -175,6 +180,8 @@ def markdown(results: dict[str, Any]) -> str:
     for kind, e in results["stores"].items():
         for commit in ("group", "each"):
             for f in IN_FLIGHT:
+                if f"{commit}_{f}" not in e:
+                    continue
                 r = e[f"{commit}_{f}"]
                 runs = "/".join(f"{x:,}" for x in r["acks_per_s_runs"])
                 lines.append(
@@ -187,6 +194,8 @@ def markdown(results: dict[str, Any]) -> str:
         "100 x 1: ack p99 / single p99 | group / each at 100 x 16 |"), "|---|---|---|---|---|",
     ]  # fmt: skip
     for kind, e in results["stores"].items():
+        if not {"lone_client", "group_1", "group_16", "each_16"} <= set(e):
+            continue
         s, lone = e["single_commit_ms"], e["lone_client"]
         gain = e["group_16"]["acks_per_s"] / max(e["each_16"]["acks_per_s"], 1)
         ratio = e["group_1"]["p99_ms"] / s["p99"]
@@ -197,18 +206,29 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--stores", default="sqlite,postgres,mysql")
-    p.add_argument("--duration", type=float, default=5.0)
-    p.add_argument("--repeat", type=int, default=1, help="rounds; each cell reports its median")
-    p.add_argument("--out", default=str(HERE / "results" / "ingest"))
-    args = p.parse_args()
-    results = run(args.stores.split(","), args.duration, args.repeat)
-    Path(args.out + ".json").write_text(json.dumps(results, indent=2) + "\n")
-    Path(args.out + ".md").write_text(markdown(results))
-    print(markdown(results))
+def main() -> int:
+    p = parser(__doc__, str(HERE / "results" / "ingest.json"))
+    p.add_argument("--stores", default="sqlite,postgres,mysql", help="sqlite, postgres, mysql")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per run")
+    p.add_argument("--repeat", type=int, default=3, help="rounds; each cell reports its median")
+    p.add_argument("--cells", default=",".join(c[0] for c in CELLS),
+                   help="comma-separated, from the default")
+    p.add_argument("--single-commits", type=int, default=SINGLE_COMMITS,
+                   help="one-row transactions timed for the single-commit latency")
+    args = parse(p, SMOKE)
+    stores, cells = args.stores.split(","), args.cells.split(",")
+    if bad := sorted(set(stores) - {"sqlite", *URLS}):
+        p.error(f"unknown store(s) {', '.join(bad)}; choose from sqlite, {', '.join(URLS)}")
+    if bad := sorted(set(cells) - {c[0] for c in CELLS}):
+        p.error(f"unknown cell(s) {', '.join(bad)}; choose from {', '.join(c[0] for c in CELLS)}")
+    recorder = Recorder(" ".join(sys.argv))
+    results = run(stores, args.duration, args.repeat, cells, args.single_commits)
+    results["smoke"] = args.smoke
+    written = write_result(args.out, results, recorder)
+    Path(args.out).with_suffix(".md").write_text(markdown(written))
+    print(markdown(written))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,6 +10,9 @@ queued kinds each read is followed by the loop turns that answer it (included).
 
     .venv/bin/python benchmarks/instructions.py                    # every kind, 1 and 16 lines
     .venv/bin/python benchmarks/instructions.py --kinds inline --lines 16 --reads 20000
+    .venv/bin/python benchmarks/instructions.py --smoke --out /tmp/instructions.json  # seconds
+
+Needs valgrind (Debian: apt-get install valgrind). Writes --out (JSON) and prints the figures.
 """
 
 from __future__ import annotations
@@ -19,12 +22,21 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
+
+from aiotcp.bench.scripts import parse, parser, write_result
+from aiotcp.bench.stamp import Recorder
 
 KINDS = ("prefix", "inline", "batch", "sequential", "async-batch")
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+HERE = Path(__file__).resolve().parent
+# Smoke: every kind driven for real but not counted (callgrind's start-up alone takes
+# tens of seconds), so a change to the connection API still fails it.
+SMOKE = {"lines": "16", "reads": 10, "counter": "none"}
 
 
 class NullTransport:
@@ -125,14 +137,24 @@ def count(kind: str, reads: int, lines: int) -> int:
     return int(match.group(1))
 
 
+def drive_only(kind: str, reads: int, lines: int) -> None:
+    """Run the measured program without callgrind (``--counter none``)."""
+    cmd = [sys.executable, __file__, "--drive", kind, "--reads", str(reads), "--lines", str(lines)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"driving {kind} failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, str(HERE / "results" / "instructions.json"))
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated connection kinds")
     p.add_argument("--lines", default="1,16", help="lines per read, comma-separated")
     p.add_argument("--reads", type=int, default=5000, help="reads per measured run")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--counter", choices=("callgrind", "none"), default="callgrind",
+                   help="none: drive each kind without counting (figures null)")
     p.add_argument("--drive", help=argparse.SUPPRESS)  # the program callgrind runs
-    args = p.parse_args(argv)
+    args = parse(p, SMOKE, argv)
     if args.drive:
         drive(args.drive, args.reads, int(args.lines))
         return 0
@@ -140,9 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         p.error(f"unknown kind(s): {', '.join(unknown)} (choose from {', '.join(KINDS)})")
-    figures: dict[str, dict[str, int]] = {}
+    if args.reads < 1:
+        p.error("--reads must be >= 1")
+    if args.counter == "callgrind" and shutil.which("valgrind") is None:
+        print(f"{p.prog}: valgrind is not installed (Debian: apt-get install valgrind)",
+              file=sys.stderr)
+        return 2
+    recorder = Recorder(" ".join(sys.argv))
+    figures: dict[str, dict[str, int | None]] = {}
     for kind in kinds:
         for lines in (int(n) for n in args.lines.split(",")):
+            if args.counter == "none":
+                drive_only(kind, args.reads, lines)
+                figures.setdefault(kind, {})[f"{lines}-line"] = None
+                continue
             base = count(kind, 0, lines)
             total = count(kind, args.reads, lines)
             per_read = (total - base) // args.reads
@@ -151,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{kind:12} {lines:3} line(s)/read  {per_read:9,} instructions per read")
     if args.json:
         print(json.dumps(figures, indent=2))
+    settings = {"reads": args.reads, "counter": args.counter, "smoke": args.smoke}
+    write_result(args.out, {"settings": settings, "instructions_per_read": figures}, recorder)
     return 0
 
 

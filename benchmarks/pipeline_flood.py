@@ -6,8 +6,9 @@ Then one connection pipelining 1000 messages with --handler-concurrency 16: all 
 in order, and how long they took.
 
     .venv/bin/python benchmarks/pipeline_flood.py          # about 30 s, loopback only
+    .venv/bin/python benchmarks/pipeline_flood.py --smoke --out /tmp/flood.json   # seconds
 
-Prints one JSON object. The handlers are in benchmarks/flood_apps.py.
+Writes one JSON result (--out) and prints it. The handlers are in benchmarks/flood_apps.py.
 """
 
 from __future__ import annotations
@@ -23,14 +24,23 @@ import threading
 import time
 from pathlib import Path
 
+from aiotcp.bench.scripts import parse, parser, write_result
+from aiotcp.bench.stamp import Recorder
+
 HERE = Path(__file__).resolve().parent
 LINES = 1_000_000
 PROBE_SECONDS = 10.0
+MESSAGES = 1000
+CONCURRENCY = 16
+SETTLE = 1.0
+HANDLER_SECONDS = 0.01  # flood_apps.sleepy
 ACK = "已收到: "
+SMOKE = {"lines": 20_000, "probe_seconds": 0.5, "messages": 100, "settle": 0.2}
 
 
 def start(*args: str) -> tuple[subprocess.Popen[str], int]:
-    env = dict(os.environ, PYTHONPATH=str(HERE))
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "aiotcp", "serve", "--port", "0", "--no-access-log", *args],
         stderr=subprocess.PIPE, text=True, env=env,
@@ -50,11 +60,11 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def flood(port: int, stop: threading.Event) -> int:
-    """Write a million lines as fast as the server lets us; never read. Bytes sent."""
+def flood(port: int, stop: threading.Event, lines: int) -> int:
+    """Write ``lines`` lines as fast as the server lets us; never read. Bytes sent."""
     sock = socket.create_connection(("127.0.0.1", port))
     sock.settimeout(0.5)
-    payload = b"".join(b"%d\n" % i for i in range(LINES))
+    payload = b"".join(b"%d\n" % i for i in range(lines))
     sent = 0
     while sent < len(payload) and not stop.is_set():
         try:
@@ -65,11 +75,11 @@ def flood(port: int, stop: threading.Event) -> int:
     return sent
 
 
-async def probe(port: int) -> list[float]:
-    """Round trips of another client, one at a time, for PROBE_SECONDS."""
+async def probe(port: int, seconds: float) -> list[float]:
+    """Round trips of another client, one at a time, for ``seconds``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     times: list[float] = []
-    end = time.monotonic() + PROBE_SECONDS
+    end = time.monotonic() + seconds
     i = 0
     while time.monotonic() < end:
         t0 = time.perf_counter()
@@ -82,15 +92,15 @@ async def probe(port: int) -> list[float]:
     return times
 
 
-async def flood_run() -> dict[str, object]:
+async def flood_run(lines: int, probe_seconds: float, settle: float) -> dict[str, object]:
     proc, port = start("--app", "flood_apps:sleepy", "--handler-concurrency", "1")
     try:
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(settle / 2)
         before = rss_kib(proc.pid)
         stop = threading.Event()
-        flooder = asyncio.create_task(asyncio.to_thread(flood, port, stop))
-        await asyncio.sleep(1.0)
-        times = await probe(port)
+        flooder = asyncio.create_task(asyncio.to_thread(flood, port, stop, lines))
+        await asyncio.sleep(settle)
+        times = await probe(port, probe_seconds)
         peak = rss_kib(proc.pid)
         stop.set()
         sent = await flooder
@@ -100,7 +110,8 @@ async def flood_run() -> dict[str, object]:
     times.sort()
     return {
         "flood_bytes_sent": sent,
-        "flood_bytes_total": sum(len(b"%d\n" % i) for i in range(LINES)),
+        "flood_lines": lines,
+        "flood_bytes_total": sum(len(b"%d\n" % i) for i in range(lines)),
         "rss_start_kib": before,
         "rss_during_kib": peak,
         "rss_growth_mib": round((peak - before) / 1024, 1),
@@ -111,27 +122,47 @@ async def flood_run() -> dict[str, object]:
     }
 
 
-async def concurrency_run() -> dict[str, object]:
-    proc, port = start("--app", "flood_apps:sleepy", "--handler-concurrency", "16")
+async def concurrency_run(messages: int) -> dict[str, object]:
+    proc, port = start("--app", "flood_apps:sleepy", "--handler-concurrency", str(CONCURRENCY))
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         t0 = time.perf_counter()
-        writer.write(b"".join(b"%d\n" % i for i in range(1000)))
-        replies = [await reader.readline() for _ in range(1000)]
+        writer.write(b"".join(b"%d\n" % i for i in range(messages)))
+        replies = [await reader.readline() for _ in range(messages)]
         elapsed = time.perf_counter() - t0
         writer.close()
     finally:
         proc.terminate()
         proc.wait(30)
-    in_order = replies == [f"{ACK}{i}\n".encode() for i in range(1000)]
-    return {"replies": len(replies), "in_order": in_order, "seconds": round(elapsed, 3),
-            "sequential_would_take_s": 10.0}
+    in_order = replies == [f"{ACK}{i}\n".encode() for i in range(messages)]
+    return {"messages": messages, "replies": len(replies), "in_order": in_order,
+            "seconds": round(elapsed, 3),
+            "sequential_would_take_s": round(messages * HANDLER_SECONDS, 3)}
 
 
-async def main() -> None:
-    out = {"flood": await flood_run(), "concurrency_16": await concurrency_run()}
+def main() -> int:
+    p = parser(__doc__, str(HERE / "results" / "pipeline_flood.json"))
+    p.add_argument("--lines", type=int, default=LINES, help="lines the flooding client writes")
+    p.add_argument("--probe-seconds", type=float, default=PROBE_SECONDS,
+                   help="seconds of the other client's round trips during the flood")
+    p.add_argument("--messages", type=int, default=MESSAGES,
+                   help=f"messages pipelined on one connection, --handler-concurrency {CONCURRENCY}")
+    p.add_argument("--settle", type=float, default=SETTLE,
+                   help="seconds of flood before the probe starts")
+    args = parse(p, SMOKE)
+    if args.lines < 1 or args.messages < 1:
+        p.error("--lines and --messages must be >= 1")
+    recorder = Recorder(" ".join(sys.argv))
+
+    async def run() -> dict[str, object]:
+        return {"flood": await flood_run(args.lines, args.probe_seconds, args.settle),
+                f"concurrency_{CONCURRENCY}": await concurrency_run(args.messages)}
+
+    out = asyncio.run(run())
     print(json.dumps(out, indent=2))
+    write_result(args.out, {"settings": {"smoke": args.smoke}, **out}, recorder)
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())

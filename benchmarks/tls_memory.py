@@ -1,7 +1,8 @@
 """TLS cost per connection and TLS throughput: aiotcp's front door against the loops' own ssl=.
 
-    .venv/bin/python benchmarks/tls_memory.py                 # memory + throughput (~3 min)
+    .venv/bin/python benchmarks/tls_memory.py                 # memory + throughput (~8 min)
     .venv/bin/python benchmarks/tls_memory.py --only memory --connections 2000
+    .venv/bin/python benchmarks/tls_memory.py --smoke --out /tmp/tls.json   # seconds
 
 Servers (each a fresh process running aiotcp's ack app, the same Connection class):
   asyncio-ssl     asyncio loop, TLS by loop.create_server(..., ssl=ctx)
@@ -31,11 +32,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aiotcp.bench.scripts import parse, parser, write_result
+from aiotcp.bench.stamp import Recorder
+
+HERE = Path(__file__).resolve().parent
 MODES = ("asyncio-ssl", "uvloop-ssl", "frontdoor-asyncio", "frontdoor-uvloop")
 MESSAGE = b"x" * 63 + b"\n"  # 64-byte lines, as in the compare workloads
 WARMUP_CONNECTIONS = 200
 CONNECT_CONCURRENCY = 100
 SETTLE = 1.0
+# The throughput client's connections, and its warm-up before the measured window (s).
+LOAD_CONNECTIONS = 100
+LOAD_WARMUP = 1.0
+SMOKE = {"connections": 20, "warmup_connections": 10, "settle": 0.2, "duration": 0.3,
+         "rounds": 1, "in_flight_list": "16", "load_connections": 10, "load_warmup": 0.2}
 
 
 # ---- server process -------------------------------------------------------------------
@@ -59,16 +69,19 @@ def serve(mode: str, cert: str) -> None:
 
     async def main() -> None:
         server = Server(load_app(config), config)
+        # Started in every mode, so the lifespan, dispatch and the deadline sweep run as
+        # they do under `aiotcp serve`; the ssl= modes add a TLS listener of their own.
+        await server.start()
         if builtin:
-            # The same Connection class as aiotcp's, with TLS by the loop's own ssl=.
+            # The same connection class as aiotcp serve's (server.connection_class, the
+            # kind chosen once for the app), with TLS by the loop's own ssl=.
             loop = asyncio.get_running_loop()
             ctx = build_server_context(config.replace(**tls))
             listener = await loop.create_server(
-                server._connection_factory, "127.0.0.1", 0, ssl=ctx, backlog=4096
+                server.connection_class, "127.0.0.1", 0, ssl=ctx, backlog=4096
             )
             port = listener.sockets[0].getsockname()[1]
         else:
-            await server.start()
             port = server.addresses[0][1]
         print(port, flush=True)
         await asyncio.Event().wait()
@@ -132,16 +145,17 @@ async def close_all(writers: list[asyncio.StreamWriter]) -> None:
     await asyncio.sleep(0.2)
 
 
-def measure_memory(mode: str, cert: str, ca: str, n: int) -> dict[str, Any]:
+def measure_memory(mode: str, cert: str, ca: str, n: int, warmup: int = WARMUP_CONNECTIONS,
+                   settle: float = SETTLE) -> dict[str, Any]:
     server = Server(mode, cert)
     ctx = ssl.create_default_context(cafile=ca)
 
     async def main() -> dict[str, Any]:
-        await close_all(await open_round_trip(server.port, ctx, WARMUP_CONNECTIONS))
-        await asyncio.sleep(SETTLE)
+        await close_all(await open_round_trip(server.port, ctx, warmup))
+        await asyncio.sleep(settle)
         before = server.rss_kib()
         held = await open_round_trip(server.port, ctx, n)
-        await asyncio.sleep(SETTLE)
+        await asyncio.sleep(settle)
         after = server.rss_kib()
         await close_all(held)
         return {"mode": mode, "connections": n, "rss_before_kib": before,
@@ -174,7 +188,8 @@ class LoadProtocol(asyncio.Protocol):
             self.transport.write(MESSAGE * n)
 
 
-def load(port: int, ca: str, connections: int, in_flight: int, duration: float) -> None:
+def load(port: int, ca: str, connections: int, in_flight: int, duration: float,
+         warmup: float) -> None:
     """Client process: print JSON {replies, seconds, cpu_seconds} for the timed window."""
     ctx = ssl.create_default_context(cafile=ca)
 
@@ -184,7 +199,7 @@ def load(port: int, ca: str, connections: int, in_flight: int, duration: float) 
         for _ in range(connections):
             await loop.create_connection(lambda: LoadProtocol(in_flight, counter), "127.0.0.1",
                                          port, ssl=ctx, server_hostname="localhost")
-        await asyncio.sleep(1.0)  # warm-up
+        await asyncio.sleep(warmup)
         start, replies, cpu = time.perf_counter(), counter[0], time.process_time()
         await asyncio.sleep(duration)
         return {"replies": counter[0] - replies, "seconds": time.perf_counter() - start,
@@ -194,19 +209,21 @@ def load(port: int, ca: str, connections: int, in_flight: int, duration: float) 
     os._exit(0)
 
 
-def measure_throughput(mode: str, cert: str, ca: str, in_flight: int,
-                       duration: float) -> dict[str, Any]:
+def measure_throughput(mode: str, cert: str, ca: str, in_flight: int, duration: float,
+                       connections: int = LOAD_CONNECTIONS, warmup: float = LOAD_WARMUP
+                       ) -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0))
     server = Server(mode, cert, cpu=cpus[0])
     try:
         client = subprocess.Popen(
             [sys.executable, __file__, "--load", str(server.port), "--ca", ca,
-             "--in-flight", str(in_flight), "--duration", str(duration)],
+             "--in-flight", str(in_flight), "--duration", str(duration),
+             "--load-connections", str(connections), "--load-warmup", str(warmup)],
             stdout=subprocess.PIPE, text=True,
         )
         if len(cpus) > 1:
             os.sched_setaffinity(client.pid, {cpus[1]})
-        time.sleep(1.0 + 0.5)  # connects and warm-up, then the window starts
+        time.sleep(warmup + 0.5)  # connects and warm-up, then the window starts
         cpu0 = server.cpu_seconds()
         out, _ = client.communicate(timeout=duration + 60)
         server_cpu = server.cpu_seconds() - cpu0
@@ -252,45 +269,65 @@ def make_certs(directory: Path) -> tuple[str, str]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = parser(__doc__, str(HERE / "results" / "tls_memory.json"))
     p.add_argument("--only", choices=("memory", "throughput"))
-    p.add_argument("--connections", type=int, default=2000)
-    p.add_argument("--duration", type=float, default=5.0)
-    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--connections", type=int, default=2000, help="TLS connections held")
+    p.add_argument("--warmup-connections", type=int, default=WARMUP_CONNECTIONS,
+                   help="opened and closed before the memory is read")
+    p.add_argument("--settle", type=float, default=SETTLE,
+                   help="seconds to wait before each memory reading")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per throughput run")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated, from the list above")
     p.add_argument("--rounds", type=int, default=3,
                    help="throughput rounds, modes interleaved; the median is reported")
-    p.add_argument("--out", default="", help="write the results as JSON here")
+    p.add_argument("--in-flight-list", default="1,16", help="throughput: lines in flight per "
+                   "connection, comma-separated")
+    p.add_argument("--load-connections", type=int, default=LOAD_CONNECTIONS,
+                   help="throughput: TLS connections of the client")
+    p.add_argument("--load-warmup", type=float, default=LOAD_WARMUP,
+                   help="throughput: seconds of load before the measured window")
     p.add_argument("--serve", help=argparse.SUPPRESS)
     p.add_argument("--load", type=int, help=argparse.SUPPRESS)
     p.add_argument("--cert", help=argparse.SUPPRESS)
     p.add_argument("--ca", help=argparse.SUPPRESS)
     p.add_argument("--in-flight", type=int, default=1, help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = parse(p, SMOKE)
     if args.serve:
         serve(args.serve, args.cert)
         return 0
     if args.load:
-        load(args.load, args.ca, 100, args.in_flight, args.duration)
+        load(args.load, args.ca, args.load_connections, args.in_flight, args.duration,
+             args.load_warmup)
         return 0
+    modes = args.modes.split(",")
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        p.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    try:
+        in_flights = [int(f) for f in args.in_flight_list.split(",")]
+    except ValueError:
+        p.error(f"--in-flight-list: not a list of integers: {args.in_flight_list!r}")
+    recorder = Recorder(" ".join(sys.argv))
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    modes = args.modes.split(",")
     results: dict[str, list[dict[str, Any]]] = {"memory": [], "throughput": []}
     with tempfile.TemporaryDirectory() as tmp:
         cert, ca = make_certs(Path(tmp))
         if args.only in (None, "memory"):
             for mode in modes:
-                r = measure_memory(mode, cert, ca, args.connections)
+                r = measure_memory(mode, cert, ca, args.connections, args.warmup_connections,
+                                   args.settle)
                 results["memory"].append(r)
                 print(f"memory  {mode:18} {r['kib_per_connection']:8.2f} KiB/conn "
                       f"({r['rss_before_kib']} -> {r['rss_after_kib']} KiB)", flush=True)
         if args.only in (None, "throughput"):
-            for in_flight in (1, 16):
+            for in_flight in in_flights:
                 runs: dict[str, list[dict[str, Any]]] = {m: [] for m in modes}
                 for _ in range(args.rounds):
                     for mode in modes:
-                        runs[mode].append(
-                            measure_throughput(mode, cert, ca, in_flight, args.duration))
+                        runs[mode].append(measure_throughput(
+                            mode, cert, ca, in_flight, args.duration, args.load_connections,
+                            args.load_warmup))
                 for mode in modes:
                     r = median_run(runs[mode])
                     results["throughput"].append(r)
@@ -298,8 +335,11 @@ def main() -> int:
                           f"  {r['server_cpu_us_per_message']:6.2f} us server CPU/msg"
                           f"  server cpu {r['server_cpu_share']:.2f}"
                           f"  client cpu {r['client_cpu_share']:.2f}", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    settings = {"connections": args.connections, "duration_s": args.duration,
+                "rounds": args.rounds, "load_connections": args.load_connections,
+                "smoke": args.smoke}
+    write_result(args.out, {"settings": settings, **results}, recorder)
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -50,3 +50,28 @@ def test_baseline_acks_lines_and_stops_cleanly(name: str) -> None:
     finally:
         status = server.stop()
     assert status == 0
+
+
+def _length_frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("feed", ["whole", "byte by byte", "with trailing bytes"])
+def test_the_length_framed_protocol_replies_per_frame_however_the_bytes_arrive(feed: str) -> None:
+    from aiotcp.bench.baselines.asyncio_protocol import LengthAckProtocol
+    from aiotcp.bench.baselines.entry import PREFIX
+    from support.fakes import FakeTransport
+
+    bodies = [b"", b"a", b"x" * 70000]
+    stream = b"".join(_length_frame(b) for b in bodies)
+    proto, transport = LengthAckProtocol(), FakeTransport()
+    transport.connect(proto)
+    if feed == "whole":
+        proto.data_received(stream)
+    elif feed == "byte by byte":
+        for i in range(len(stream)):
+            proto.data_received(stream[i : i + 1])
+    else:
+        proto.data_received(stream + b"\x00\x00")  # half a header: kept for the next read
+        assert proto.pending == b"\x00\x00"
+    assert transport.data == b"".join(_length_frame(PREFIX + b) for b in bodies)

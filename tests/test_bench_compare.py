@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from aiotcp.bench import lineup, workloads
 from aiotcp.bench.aggregate import add_ratios, combine
 from aiotcp.bench.cli import compare_main
 from aiotcp.bench.compare import _applicable, parse_workload
@@ -22,6 +23,9 @@ def test_compare_tiny_run_writes_ratios_and_client_cpu(tmp_path: Path) -> None:
     assert compare_main(argv) == 0
     data = json.loads((out / "results.json").read_text())
     assert data["meta"]["engine"] == "c" and data["meta"]["runs"] == 2
+    stamp = data["stamp"]  # where the figures came from (aiotcp.bench.stamp)
+    assert len(stamp["commit"]["sha"]) == 40 and stamp["machine"]["cores"] >= 1
+    assert stamp["machine"]["aiotcp_core"] in ("compiled", "pure") and stamp["other_cpu_pct"] >= 0
     rows = data["rows"]
     assert {(r["server"], r["workload"]) for r in rows} == {(s, "c2-f2-s16-d0.2") for s in SERVERS}
     for r in rows:
@@ -36,12 +40,37 @@ def test_compare_tiny_run_writes_ratios_and_client_cpu(tmp_path: Path) -> None:
     assert loads["c-epoll"]["vs_c_epoll"] == 1.0 and loads["uvloop_protocol"]["vs_uvloop_protocol"] == 1.0
     assert "vs_c_epoll" in loads["aiotcp-sync"] and "vs_seed" not in loads["aiotcp-sync"]
     md = (out / "report.md").read_text()
+    assert md.splitlines()[2].startswith("*Stamp: commit ")
     assert "vs uvloop Protocol" in md and "vs C epoll" in md and "client CPU %" in md
     assert "compiled C epoll engine" in md
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     table = md.split("## p99")[0]  # the throughput table: one row per server
     for name in SERVERS:
         assert sum(line.startswith(f"| {name} |") for line in table.splitlines()) == 1
+
+
+def test_compare_payload_ladder_in_both_framings(tmp_path: Path) -> None:
+    """The ladder's rungs run after the main workloads, on the ladder servers only, every
+    reply verified byte for byte (60 KB lines, length frames), in a table of their own."""
+    out = tmp_path / "report"
+    rungs = ["c2-f1-s60000-d0.2", "c2-f2-s60000-length-d0.2"]
+    argv = ["--servers", "uvloop_protocol,threads", "--workloads", "c2-f1-s16-d0.2",
+            "--ladder", ",".join(rungs), "--ladder-servers", ",".join(SERVERS[:2]) + ",aiotcp-ack",
+            "--runs", "1", "--out", str(out)]  # fmt: skip
+    assert compare_main(argv) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["meta"]["ladder"] == rungs
+    ladder = {(r["server"], r["workload"]): r for r in data["rows"] if r["workload"] in rungs}
+    assert set(ladder) == {(s, w) for s in ("c-epoll", "uvloop_protocol", "aiotcp-ack") for w in rungs}
+    for r in ladder.values():
+        assert r["status"] == "ok" and r["errors"] == {} and r["throughput"] > 0, r
+    assert ladder[("aiotcp-ack", rungs[1])]["framing"] == "length"
+    assert ladder[("uvloop_protocol", rungs[0])]["vs_uvloop_protocol"] == 1.0
+    md = (out / "report.md").read_text()
+    table = md.split("## Payload ladder")[1].split("## ")[0]
+    assert "| c-epoll | uvloop_protocol | aiotcp-ack |" in table
+    assert "| 60 KB | line |" in table and "| 60 KB (2 conns, 2 in flight) | length |" in table
+    assert "threads" not in table
 
 
 def test_compare_with_the_python_engine_says_so(tmp_path: Path) -> None:
@@ -95,8 +124,17 @@ def test_seed_is_not_applicable_to_messages_over_its_read() -> None:
     assert _applicable("aiotcp-ack", parse_workload("c1-f1-s200", 1.0)) == ""
 
 
+@pytest.mark.parametrize("server", sorted(lineup.SERVERS))
+def test_length_framing_applies_to_the_servers_that_serve_it(server: str) -> None:
+    why = _applicable(server, parse_workload("c1-f1-s64-length", 1.0))
+    assert (why == "") == (server in lineup.LENGTH_FRAMED)
+    assert set(lineup.LADDER) <= lineup.LENGTH_FRAMED
+
+
 @pytest.mark.parametrize("argv", [["--workloads", "c10"], ["--workloads", "x1-f1-s1"],
-                                  ["--workloads", "hold"], ["--servers", "nginx"], ["--runs", "0"]])  # fmt: skip
+                                  ["--workloads", "hold"], ["--servers", "nginx"], ["--runs", "0"],
+                                  ["--ladder", "hold10"], ["--ladder", "c1-f1-s0-length"],
+                                  ["--ladder-servers", "nginx"]])  # fmt: skip
 def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert compare_main(argv) == 2
     err = capsys.readouterr().err
@@ -107,5 +145,9 @@ def test_workload_names_parse() -> None:
     wl = parse_workload("c100-f16-s1024-d2.5", 3.0)
     assert (wl.kind, wl.connections, wl.in_flight, wl.size, wl.duration) == ("load", 100, 16, 1024, 2.5)
     assert parse_workload("hold10000", 3.0).connections == 10000
+    wl = parse_workload("c100-f1-s16384-length-d1", 3.0)
+    assert (wl.size, wl.framing, wl.duration) == (16384, "length", 1.0)
+    assert parse_workload("c100-f1-s64", 3.0).framing == "line"
+    assert len(workloads.LADDER) == 8 and {parse_workload(w, 1.0).framing for w in workloads.LADDER} == {"line", "length"}
     with pytest.raises(ValueError):
         parse_workload("c10", 1.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import socketserver
 import subprocess
 import sys
@@ -162,3 +163,33 @@ def test_build_caches_by_source_hash(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert [p.name for p in tmp_path.iterdir()] == [Path(first).name]  # no temporary left
     usage = subprocess.run([first, "--bogus", "1"], capture_output=True, text=True, check=False)
     assert usage.returncode == 2 and "usage: aiotcp-loadgen" in usage.stderr
+
+
+def _frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body
+
+
+@pytest.mark.parametrize("name", ["c-epoll", "uvloop_protocol"])
+@pytest.mark.parametrize("feed", ["whole", "in pieces", "with trailing bytes"])
+def test_length_framing_of_the_ladder_servers_over_loopback(name: str, feed: str) -> None:
+    """--framing length: a reply per frame, however the bytes arrive; a frame over the C
+    server's limit (64 KiB) closes the connection."""
+    bodies = [b"", b"a", b"x" * 60000]
+    stream = b"".join(_frame(b) for b in bodies)
+    want = b"".join(_frame("已收到: ".encode() + b) for b in bodies)
+    with start_server(lineup.server_argv(name, [], "length")) as server, \
+            socket.create_connection((server.host, server.port), timeout=10) as sock:  # fmt: skip
+        if feed == "in pieces":
+            for i in range(0, len(stream), 997):
+                sock.sendall(stream[i : i + 997])
+        else:
+            sock.sendall(stream + (b"\x00\x00" if feed == "with trailing bytes" else b""))
+        got = b""
+        while len(got) < len(want):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(got)} of {len(want)} bytes"
+            got += chunk
+        assert got == want
+        if name == "c-epoll" and feed != "with trailing bytes":
+            sock.sendall((65 * 1024).to_bytes(4, "big"))
+            assert sock.recv(10) == b""

@@ -7,7 +7,9 @@ report warns where the client was above 90 % of its core (then it was the bottle
 
 Runs are interleaved (server A, B, C, A, B, C, ... per workload) so that drift on a shared
 machine touches every server alike; each figure is the median of ``--runs`` runs with its
-min and max. Workload names are described in ``aiotcp.bench.workloads``.
+min and max. Workload names are described in ``aiotcp.bench.workloads``. After the main
+workloads comes the payload ladder (``--ladder``: message sizes in line and length
+framing) against the ladder servers (``--ladder-servers``), in a table of its own.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from aiotcp.bench.misbehave import MisbehaveResult, open_clients
 from aiotcp.bench.native import CompilerUnavailable
 from aiotcp.bench.results import finish
 from aiotcp.bench.serverproc import ServerProcess, start_server
+from aiotcp.bench.stamp import Recorder, machine_busy_seconds
 from aiotcp.bench.workloads import Workload, parse_workload
 
-__all__ = ["CompareOptions", "Workload", "compare_cli", "parse_workload", "run_compare"]
+__all__ = ["CompareOptions", "Workload", "compare_cli", "machine_busy_seconds", "parse_workload",
+           "run_compare"]
 
 #: The seed reads 100 bytes at a time; larger messages make its replies unverifiable.
 SEED_READ = 100
@@ -54,6 +58,9 @@ class CompareOptions:
     runs: int = DEFAULT_RUNS
     engine: str = "auto"
     command: str = ""
+    #: The payload ladder (workloads.LADDER) and the servers it runs (lineup.LADDER).
+    ladder: list[Workload] = field(default_factory=list)
+    ladder_servers: list[str] = field(default_factory=lambda: list(lineup.LADDER))
 
 
 def _pin_cpus(pin: bool) -> tuple[int | None, str]:
@@ -69,6 +76,8 @@ def _applicable(name: str, wl: Workload) -> str:
     """Return why ``wl`` does not apply to server ``name``, or "" if it does."""
     if lineup.is_loose(name) and wl.kind == "load" and wl.size + 1 > SEED_READ:
         return f"n/a: the seed reads {SEED_READ} bytes at a time; {wl.size} B messages exceed it"
+    if wl.kind == "load" and wl.framing not in lineup.framings(name):
+        return f"n/a: {name} serves {' and '.join(lineup.framings(name))} framing only"
     return ""
 
 
@@ -106,6 +115,7 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
     cfg = LoadConfig(
         host=server.host, port=server.port, connections=wl.connections, duration=wl.duration,
         size=wl.size, in_flight=wl.in_flight, verify="loose" if loose else "strict",
+        framing=wl.framing,
     )  # fmt: skip
     mark: list[float] = []
 
@@ -128,23 +138,6 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
     return row
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores spent in processes (user, nice, system, steal) since boot.
-
-    Busy minus the server's and the client's CPU over a run is what other processes (and
-    the hypervisor) took: a run where that is high measured a contended machine. Interrupt
-    and softirq time is left out: the kernel accounts it apart from any process, and on
-    loopback most of it is the run's own traffic.
-    """
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0.0
-    user, nice, system, steal = ticks[0], ticks[1], ticks[2], ticks[7] if len(ticks) > 7 else 0
-    return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def _runner() -> Callable[..., Any]:
     if importlib.util.find_spec("uvloop"):
         import uvloop
@@ -158,7 +151,8 @@ def run_one(
 ) -> dict[str, Any]:
     """Start server ``name``, run ``wl`` against it once, stop it; return the run's result."""
     try:
-        server = start_server(lineup.server_argv(name, opts.aiotcp_args), cpu=server_cpu)
+        argv = lineup.server_argv(name, opts.aiotcp_args, wl.framing)
+        server = start_server(argv, cpu=server_cpu)
     except Exception as exc:  # noqa: BLE001 - a server that cannot start is a result, not a crash
         return {"status": "error", "note": str(exc)[-300:]}
     try:
@@ -189,33 +183,53 @@ def _shown(row: dict[str, Any]) -> str:
 def _run_all(
     opts: CompareOptions, server_cpu: int | None, engine: str, log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
-    """Interleaved runs (every server once, then again, ...) per workload; one row per pair."""
+    """Interleaved runs (every server once, then again, ...) per workload; one row per pair.
+
+    The main workloads run on ``opts.servers``, then the ladder's (those not already run)
+    on ``opts.ladder_servers``.
+    """
     rows: list[dict[str, Any]] = []
     live = []
-    for name in opts.servers:
+    for name in dict.fromkeys([*opts.servers, *opts.ladder_servers] if opts.ladder
+                              else opts.servers):  # fmt: skip
         why = lineup.unavailable(name)
         if why:
             rows.append({"server": name, "workload": "*", "status": "skipped", "note": why})
             log(f"{name}: skipped ({why})")
         else:
             live.append(name)
-    for wl in opts.workloads:
-        base = {name: {"server": name, "workload": wl.name, **asdict(wl)} for name in live}
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in live}
-        todo = [n for n in live if not _applicable(n, wl)]
-        for name in live:
-            if name not in todo:
-                rows.append(base[name] | {"status": "n/a", "note": _applicable(name, wl)})
-        for index in range(opts.runs):
-            for name in todo:
-                t0 = time.monotonic()
-                run = run_one(name, wl, opts, server_cpu, engine)
-                runs[name].append(run)
-                log(
-                    f"{name:16s} {wl.name:16s} run {index + 1}/{opts.runs} {run['status']:7s} "
-                    f"{_shown(run)} ({time.monotonic() - t0:.1f}s)"
-                )
-        rows.extend(combine(base[name], runs[name]) for name in todo)
+    main = [n for n in live if n in opts.servers]
+    ladder_servers = [n for n in live if n in opts.ladder_servers]
+    done = {w.name for w in opts.workloads}
+    plan = [(wl, main) for wl in opts.workloads]
+    plan += [(wl, ladder_servers) for wl in opts.ladder if wl.name not in done]
+    for wl, servers in plan:
+        rows.extend(_run_workload(wl, servers, opts, server_cpu, engine, log))
+    return rows
+
+
+def _run_workload(
+    wl: Workload, live: list[str], opts: CompareOptions, server_cpu: int | None, engine: str,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """``opts.runs`` interleaved runs of ``wl`` on every server in ``live``; a row each."""
+    rows: list[dict[str, Any]] = []
+    base = {name: {"server": name, "workload": wl.name, **asdict(wl)} for name in live}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in live}
+    todo = [n for n in live if not _applicable(n, wl)]
+    for name in live:
+        if name not in todo:
+            rows.append(base[name] | {"status": "n/a", "note": _applicable(name, wl)})
+    for index in range(opts.runs):
+        for name in todo:
+            t0 = time.monotonic()
+            run = run_one(name, wl, opts, server_cpu, engine)
+            runs[name].append(run)
+            log(
+                f"{name:16s} {wl.name:16s} run {index + 1}/{opts.runs} {run['status']:7s} "
+                f"{_shown(run)} ({time.monotonic() - t0:.1f}s)"
+            )
+    rows.extend(combine(base[name], runs[name]) for name in todo)
     return rows
 
 
@@ -227,6 +241,7 @@ def run_compare(
     Servers that cannot run here (a missing library, no C compiler) get one ``skipped`` row
     with a note. Raises CompilerUnavailable if ``opts.engine`` is ``c`` and it cannot build.
     """
+    recorder = Recorder(opts.command)
     engine, engine_note = choose_engine(opts.engine, LoadConfig())
     log(f"load generator: {'compiled C epoll engine' if engine == 'c' else 'Python engine'}")
     if engine_note:
@@ -244,6 +259,8 @@ def run_compare(
         "python": platform.python_version(), "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "aiotcp_args": opts.aiotcp_args,
         "engine": engine, "engine_note": engine_note, "runs": opts.runs,
+        "ladder": [w.name for w in opts.ladder], "ladder_servers": opts.ladder_servers,
+        "stamp": recorder.stamp(),
     }  # fmt: skip
     from aiotcp.bench.report import write_report
 
@@ -257,7 +274,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add = p.add_argument
     add("--quick", action="store_true",
-        help=f"servers {','.join(lineup.QUICK)}; workloads {','.join(workloads.QUICK)} (< 2 min)")
+        help=f"servers {','.join(lineup.QUICK)}; workloads {','.join(workloads.QUICK)}; ladder {','.join(workloads.QUICK_LADDER)} (~2 min)")
     add("--servers", help=f"comma-separated, from {','.join(lineup.ORDER)} (default: all)")
     add("--workloads", help="comma-separated workload names, e.g. c100-f16-s64,c10-f1-s64-d0.5,hold1000")
     add("--duration", type=float, default=1.5, help="seconds per load run without -d (default 1.5)")
@@ -268,6 +285,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--out", default="compare-report", help="report directory (default ./compare-report)")
     add("--aiotcp-args", default="", help='extra flags for aiotcp serve, e.g. "--max-pipeline 64"')
     add("--no-pin", action="store_true", help="do not pin server and client to separate cores")
+    add("--ladder",
+        help="payload-ladder workloads, comma-separated, or none (default: "
+             f"{','.join(workloads.LADDER)}; with --quick {','.join(workloads.QUICK_LADDER)}; "
+             "none when --workloads is given)")
+    add("--ladder-servers",
+        help=f"servers of the ladder (default {','.join(lineup.LADDER)}, those of them in "
+             "--servers when it is given)")
     return p  # fmt: skip
 
 
@@ -277,9 +301,22 @@ def compare_cli(argv: list[str]) -> int:
     quick = args.quick
     names = args.servers.split(",") if args.servers else list(lineup.QUICK if quick else lineup.ORDER)
     specs = args.workloads.split(",") if args.workloads else list(workloads.QUICK if quick else workloads.FULL)
+    if args.ladder is not None:
+        ladder_specs = [] if args.ladder in ("", "none") else args.ladder.split(",")
+    elif args.workloads:
+        ladder_specs = []
+    else:
+        ladder_specs = list(workloads.QUICK_LADDER if quick else workloads.LADDER)
     try:
         servers = [lineup.resolve(n) for n in names]
+        if args.ladder_servers:
+            ladder_servers = [lineup.resolve(n) for n in args.ladder_servers.split(",")]
+        else:
+            ladder_servers = [n for n in lineup.LADDER if not args.servers or n in servers]
         wls = [parse_workload(s, args.duration) for s in specs]
+        ladder = [parse_workload(s, args.duration) for s in ladder_specs]
+        if any(w.kind != "load" for w in ladder):
+            raise ValueError("--ladder takes load workloads only (c<conns>-f<in flight>-s<bytes>...)")
         if args.runs < 1:
             raise ValueError("--runs must be >= 1")
     except KeyError as exc:
@@ -292,6 +329,7 @@ def compare_cli(argv: list[str]) -> int:
         servers=servers, workloads=wls, out_dir=args.out, aiotcp_args=shlex.split(args.aiotcp_args),
         pin=not args.no_pin, runs=args.runs, engine=args.engine,
         command="aiotcp compare " + " ".join(shlex.quote(a) for a in argv),
+        ladder=ladder, ladder_servers=ladder_servers,
     )  # fmt: skip
     try:
         rows = run_compare(opts, log=lambda s: print(s, file=sys.stderr, flush=True))

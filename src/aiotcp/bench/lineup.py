@@ -56,6 +56,13 @@ ORDER: tuple[str, ...] = (
 QUICK: tuple[str, ...] = (
     "seed", "threads", "uvloop_protocol", "c-epoll", "aiotcp-ack", "aiotcp-sync",
 )  # fmt: skip
+#: The payload ladder's servers (``workloads.LADDER``): the limit, the hand-written
+#: Protocol aiotcp is measured against, and aiotcp's ack app.
+LADDER: tuple[str, ...] = ("c-epoll", "uvloop_protocol", "aiotcp-ack")
+#: Servers that serve length framing too (``--framing length``); the rest serve lines only.
+LENGTH_FRAMED: frozenset[str] = frozenset(
+    {"c-epoll", "uvloop_protocol", "asyncio_protocol", *(s.name for s in _AIOTCP)}
+)
 #: Older names still accepted on the command line.
 ALIASES: dict[str, str] = {"aiotcp": "aiotcp-ack", "c_epoll": "c-epoll"}
 
@@ -88,11 +95,18 @@ def unavailable(name: str) -> str:
     return ""
 
 
-def server_argv(name: str, aiotcp_args: list[str]) -> list[str]:
-    """Command line of server ``name`` on a free loopback port (``aiotcp_args`` for aiotcp rows)."""
+def framings(name: str) -> tuple[str, ...]:
+    """The framings server ``name`` serves."""
+    return ("line", "length") if name in LENGTH_FRAMED else ("line",)
+
+
+def server_argv(name: str, aiotcp_args: list[str], framing: str = "line") -> list[str]:
+    """Command line of server ``name`` on a free loopback port (``aiotcp_args`` for aiotcp
+    rows) serving ``framing`` (one of :func:`framings`)."""
     spec = SERVERS[name]
+    flag = ["--framing", framing] if framing != "line" else []
     if spec.kind == "c":
-        return [build("server"), "--host", "127.0.0.1", "--port", "0"]
+        return [build("server"), "--host", "127.0.0.1", "--port", "0", *flag]
     if spec.kind == "aiotcp":
-        return aiotcp_argv([*spec.serve_args, *aiotcp_args])
-    return baseline_argv(name)
+        return aiotcp_argv([*spec.serve_args, *flag, *aiotcp_args])
+    return [*baseline_argv(name), *flag]

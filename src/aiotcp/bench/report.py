@@ -14,6 +14,7 @@ from typing import Any
 
 from aiotcp.bench.plots import write_plots
 from aiotcp.bench.results import CLIENT_BOUND_CPU
+from aiotcp.bench.stamp import stamp_line
 from aiotcp.bench.workloads import HEADLINE
 
 #: Marks a figure where the load generator used more than CLIENT_BOUND_CPU % of its core.
@@ -113,6 +114,45 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
     return out
 
 
+def size_label(size: int) -> str:
+    """64 -> '64 B', 1024 -> '1 KiB', 16384 -> '16 KiB', 60000 -> '60 KB'."""
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    if size >= 1000 and size % 1000 == 0:
+        return f"{size // 1000} KB"
+    return f"{size} B"
+
+
+def ladder_table(
+    rows: list[dict[str, Any]], ladder: list[str], servers: list[str]
+) -> tuple[list[str], list[list[str]]] | None:
+    """The payload ladder: one body row per rung (size, framing), one column per server;
+    each cell replies/s (median) and the ratio to the uvloop Protocol on that rung. None
+    when no rung was run."""
+    by = {(r["server"], r["workload"]): r for r in rows}
+    rungs = [w for w in ladder if any((s, w) in by for s in servers)]
+    if not rungs:
+        return None
+    body = []
+    head = next(by[(s, rungs[0])] for s in servers if (s, rungs[0]) in by)
+    for w in rungs:
+        first = next(by[(s, w)] for s in servers if (s, w) in by)
+        line = [size_label(first["size"]), first["framing"]]
+        if (first["connections"], first["in_flight"]) != (head["connections"], head["in_flight"]):
+            line[0] += f" ({first['connections']} conns, {first['in_flight']} in flight)"
+        for s in servers:
+            r = by.get((s, w))
+            if r is None or not r.get("throughput"):
+                line.append(_cell(r, "throughput") if r else "-")
+                continue
+            mark = CLIENT_BOUND_MARK if r.get("client_bound") else ""
+            ratio = f" {r['vs_uvloop_protocol']:.2f}" if "vs_uvloop_protocol" in r else ""
+            line.append(f"{_si(r['throughput'])}{mark}{ratio}" + (" (err)" if r.get("errors") else ""))
+        body.append(line)
+    label = f"message ({head['connections']} conns, {head['in_flight']} in flight)"
+    return [label, "framing", *servers], body
+
+
 def warnings(rows: list[dict[str, Any]]) -> list[str]:
     """One line per load row whose client was above CLIENT_BOUND_CPU % of a core."""
     return [
@@ -189,16 +229,25 @@ def write_report(
     workloads: list[str],
     servers: list[str],
 ) -> None:
-    """Write report.md, report.html, results.json and the PNG plots into ``out_dir``."""
+    """Write report.md, report.html, results.json and the PNG plots into ``out_dir``.
+
+    ``meta["stamp"]`` (``aiotcp.bench.stamp``), when present, heads results.json and is
+    printed under the report's title.
+    """
     os.makedirs(out_dir, exist_ok=True)
+    meta = dict(meta)
+    stamp = meta.pop("stamp", None)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1, ensure_ascii=False)
+        json.dump({"stamp": stamp, "meta": meta, "rows": rows}, f, indent=1, ensure_ascii=False)
     tabs = tables(rows, workloads, servers)
+    ladder = ladder_table(rows, meta.get("ladder", []), meta.get("ladder_servers", []))
+    if ladder is not None:
+        tabs.append(("Payload ladder: replies/s, ratio to the uvloop Protocol", *ladder))
     notes = _notes(rows, meta)
     warned = warnings(rows)
     loads = [w for w in workloads if not w.startswith("hold")]
     pngs = write_plots(out_dir, rows, servers, headline(loads))
-    md = ["# aiotcp compare", ""]
+    md = ["# aiotcp compare", "", stamp_line(stamp), ""]
     for title, header, body in tabs:
         md += [f"## {title}", "", _markdown_table(header, body), ""]
     md += ["## Notes", ""] + [f"- {n}" for n in warned + notes] + [""]
@@ -213,6 +262,7 @@ def write_report(
             "td:first-child{text-align:left}</style>"
         ),
         "<h1>aiotcp compare</h1>",
+        f"<p>{html.escape(stamp_line(stamp).strip('*'))}</p>",
     ]
     for title, header, body in tabs:
         h.append(f"<h2>{html.escape(title)}</h2><table><tr>")

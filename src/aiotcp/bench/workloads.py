@@ -1,14 +1,24 @@
-"""Compare workloads by name: ``c<connections>-f<in flight>-s<bytes>[-d<seconds>]`` or ``hold<N>``.
+"""Compare workloads by name: ``c<connections>-f<in flight>-s<bytes>[-length][-d<seconds>]``
+or ``hold<N>``.
 
 A load workload is a closed-loop run (e.g. ``c100-f16-s64``: 100 connections, 16 messages in
-flight on each, 64-byte lines). ``hold<N>`` holds N idle connections and measures the
-server's memory per connection (VmRSS after minus before, divided by N).
+flight on each, 64-byte lines; ``c100-f1-s16384-length``: 16 KiB messages in length framing,
+a 4-byte big-endian length before each). ``hold<N>`` holds N idle connections and measures
+the server's memory per connection (VmRSS after minus before, divided by N).
+
+The payload ladder (:data:`LADDER`) runs one closed loop at several message sizes in both
+framings against a few servers (``lineup.LADDER``): a server's cost per byte shows there,
+where 64-byte messages show only its cost per message.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
+
+#: The framings a compare workload can use.
+WorkloadFraming = Literal["line", "length"]
 
 #: The full run: about 15 minutes with every server, 3 runs each, on 2 cores (holding 10k
 #: connections takes the thread and seed servers half a minute per run).
@@ -17,9 +27,18 @@ FULL: tuple[str, ...] = (
 )  # fmt: skip
 #: ``--quick`` (under two minutes with the quick servers).
 QUICK: tuple[str, ...] = ("c100-f1-s64-d1", "c100-f16-s64-d1", "hold1000")
+#: The payload ladder: 100 connections, 1 in flight, 64 B to 60 KB, line and length framing
+#: (published echo benchmarks use such a ladder: uvloop's vmbench 1-100 KiB). About 3
+#: minutes with the ladder servers, 3 runs each.
+LADDER_SIZES: tuple[int, ...] = (64, 1024, 16384, 60000)
+LADDER: tuple[str, ...] = tuple(
+    f"c100-f1-s{size}{suffix}" for suffix in ("", "-length") for size in LADDER_SIZES
+)
+#: ``--quick``'s ladder: one rung.
+QUICK_LADDER: tuple[str, ...] = ("c100-f1-s16384-length-d1",)
 #: Workloads whose ratios head the report (the first two load workloads if these are absent).
 HEADLINE: tuple[str, ...] = ("c100-f1-s64", "c100-f16-s64")
-_LOAD = re.compile(r"^c(\d+)-f(\d+)-s(\d+)(?:-d([\d.]+))?$")
+_LOAD = re.compile(r"^c(\d+)-f(\d+)-s(\d+)(?:-(line|length))?(?:-d([\d.]+))?$")
 _HOLD = re.compile(r"^hold(\d+)$")
 
 
@@ -33,6 +52,7 @@ class Workload:
     in_flight: int = 1
     size: int = 64
     duration: float = 1.5
+    framing: WorkloadFraming = "line"
 
     @property
     def base(self) -> str:
@@ -43,10 +63,15 @@ class Workload:
 def parse_workload(spec: str, default_duration: float) -> Workload:
     """Parse a workload name (see the module docstring). Raises ValueError on a bad name."""
     if m := _LOAD.match(spec):
-        dur = float(m[4]) if m[4] else default_duration
+        dur = float(m[5]) if m[5] else default_duration
         if int(m[1]) < 1 or int(m[2]) < 1:
             raise ValueError(f"bad workload {spec!r}: connections and in flight must be >= 1")
-        return Workload(spec, "load", int(m[1]), int(m[2]), int(m[3]), dur)
+        if m[4] == "length" and int(m[3]) < 1:
+            raise ValueError(f"bad workload {spec!r}: length-framed messages need >= 1 byte")
+        framing: WorkloadFraming = "length" if m[4] == "length" else "line"
+        return Workload(spec, "load", int(m[1]), int(m[2]), int(m[3]), dur, framing)
     if m := _HOLD.match(spec):
         return Workload(spec, "hold", int(m[1]))
-    raise ValueError(f"bad workload {spec!r}: use c<conns>-f<in flight>-s<bytes>[-d<s>] or hold<N>")
+    raise ValueError(
+        f"bad workload {spec!r}: use c<conns>-f<in flight>-s<bytes>[-length][-d<s>] or hold<N>"
+    )

@@ -1,6 +1,8 @@
 """asyncio.Protocol: split the read buffer once, one ``transport.write`` per ``data_received``.
 
-``uvloop_protocol`` runs this same protocol on uvloop.
+``uvloop_protocol`` runs this same protocol on uvloop. ``--framing length`` serves
+length-prefixed frames (4-byte big-endian length, then the bytes; the reply is framed
+the same way), written in the same style: slice the frames out of the read, one write.
 """
 
 from __future__ import annotations
@@ -45,10 +47,34 @@ class AckProtocol(asyncio.Protocol):
         return None  # close after the replies already written are flushed
 
 
-async def serve(host: str, port: int, backlog: int) -> None:
+class LengthAckProtocol(AckProtocol):
+    """Replies ``len(PREFIX + body) PREFIX body`` for every complete length-prefixed frame."""
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        if self.pending:
+            data = self.pending + data
+        out: list[bytes] = []
+        pos, end = 0, len(data)
+        while end - pos >= 4:
+            size = int.from_bytes(data[pos : pos + 4], "big")
+            if pos + 4 + size > end:
+                break
+            out += ((len(PREFIX) + size).to_bytes(4, "big"), PREFIX, data[pos + 4 : pos + 4 + size])
+            pos += 4 + size
+        self.pending = data[pos:] if pos else data
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out))
+
+
+PROTOCOLS: dict[str, type[AckProtocol]] = {"line": AckProtocol, "length": LengthAckProtocol}
+
+
+async def serve(host: str, port: int, backlog: int, framing: str = "line") -> None:
     """Serve on the running loop until cancelled."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(AckProtocol, host, port, backlog=backlog)
+    server = await loop.create_server(PROTOCOLS[framing], host, port, backlog=backlog)
     announce(server.sockets[0].getsockname())
     await until_signalled()
     server.close()
@@ -57,7 +83,8 @@ async def serve(host: str, port: int, backlog: int) -> None:
 def main(use_uvloop: bool = False) -> None:
     """Parse flags and serve on asyncio (or uvloop) until SIGTERM/SIGINT."""
     args = parse_args(
-        "aiotcp.bench.baselines." + ("uvloop_protocol" if use_uvloop else "asyncio_protocol")
+        "aiotcp.bench.baselines." + ("uvloop_protocol" if use_uvloop else "asyncio_protocol"),
+        framings=tuple(PROTOCOLS),
     )
     runner: object = asyncio
     if use_uvloop:
@@ -65,7 +92,7 @@ def main(use_uvloop: bool = False) -> None:
 
         runner = uvloop
     with contextlib.suppress(KeyboardInterrupt):
-        runner.run(serve(args.host, args.port, args.backlog))  # type: ignore[attr-defined]
+        runner.run(serve(args.host, args.port, args.backlog, args.framing))  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

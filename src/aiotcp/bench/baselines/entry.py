@@ -18,12 +18,15 @@ from typing import Any
 PREFIX = "已收到: ".encode()
 
 
-def parse_args(prog: str) -> argparse.Namespace:
-    """Parse ``--host`` (default 127.0.0.1) and ``--port`` (default 8888) from sys.argv."""
+def parse_args(prog: str, framings: tuple[str, ...] = ()) -> argparse.Namespace:
+    """Parse ``--host`` (default 127.0.0.1) and ``--port`` (default 8888) from sys.argv,
+    and ``--framing`` (the first of ``framings`` by default) for a server that has several."""
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888)
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog")
+    if framings:
+        parser.add_argument("--framing", choices=framings, default=framings[0])
     return parser.parse_args()
 
 

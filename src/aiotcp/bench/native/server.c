@@ -1,12 +1,14 @@
 /* The practical limit for a line-ack server on this machine: one thread, epoll, C.
  *
  * Serves aiotcp's ack protocol: for every line (a trailing \r stripped) it replies
- * <prefix><line>\n, in order; all replies to one read leave in one write. A client whose
+ * <prefix><line>\n, in order; all replies to one read leave in one write. With
+ * --framing length, every frame is a 4-byte big-endian length and the bytes, and the
+ * reply is <length><prefix><bytes>. A client whose
  * replies do not fit in the socket is not read from until they are written (backpressure).
  * A line longer than MAX_LINE closes the connection. Prints "listening on HOST:PORT" to
  * stderr once bound, and exits 0 on SIGTERM or SIGINT.
  *
- * usage: aiotcp-c-server [--host H] [--port P] [--prefix P] [--backlog N]
+ * usage: aiotcp-c-server [--host H] [--port P] [--prefix P] [--backlog N] [--framing line|length]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -26,6 +28,8 @@
 #define MAX_LINE (64 * 1024)
 /* One read takes at most this much (the socket's receive buffer is about this size). */
 #define READ_BUF (256 * 1024)
+/* A length frame's header: a 4-byte big-endian length. */
+#define LEN_HDR 4
 #define MAX_EVENTS 1024
 #define MAX_PREFIX 1024
 
@@ -39,7 +43,8 @@ static conn_t **table;
 static int table_cap, ep;
 static char prefix[MAX_PREFIX];
 static size_t plen;
-static char rbuf[MAX_LINE + READ_BUF];
+static char rbuf[MAX_LINE + LEN_HDR + READ_BUF];
+static int length_framing;
 static char *obuf;
 static size_t obuf_cap;
 static volatile sig_atomic_t stop;
@@ -95,7 +100,21 @@ static void on_readable(conn_t *c) {
         obuf_cap = (len + 1) * (plen + 2);
         obuf = realloc(obuf, obuf_cap);
     }
-    for (;;) {
+    while (length_framing && len - pos >= LEN_HDR) {
+        const unsigned char *h = (const unsigned char *)rbuf + pos;
+        size_t body = (size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3];
+        if (body > MAX_LINE) { drop(c); return; }
+        if (len - pos - LEN_HDR < body) break;
+        size_t reply = plen + body;
+        obuf[o++] = (char)(reply >> 24); obuf[o++] = (char)(reply >> 16);
+        obuf[o++] = (char)(reply >> 8); obuf[o++] = (char)reply;
+        memcpy(obuf + o, prefix, plen);
+        o += plen;
+        memcpy(obuf + o, rbuf + pos + LEN_HDR, body);
+        o += body;
+        pos += LEN_HDR + body;
+    }
+    for (; !length_framing;) {
         char *nl = memchr(rbuf + pos, '\n', len - pos);
         if (!nl) break;
         size_t end = (size_t)(nl - rbuf), body = end;
@@ -108,7 +127,7 @@ static void on_readable(conn_t *c) {
         pos = end + 1;
     }
     size_t rest = len - pos;
-    if (rest > MAX_LINE) { drop(c); return; }
+    if (rest > (length_framing ? MAX_LINE + LEN_HDR : MAX_LINE)) { drop(c); return; }
     if (rest) {
         char *keep = realloc(c->in, rest);
         memcpy(keep, rbuf + pos, rest);
@@ -160,6 +179,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--port")) port = argv[i + 1];
         else if (!strcmp(argv[i], "--backlog")) backlog = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--prefix") && strlen(argv[i + 1]) < MAX_PREFIX) snprintf(prefix, sizeof prefix, "%s", argv[i + 1]);
+        else if (!strcmp(argv[i], "--framing") && (!strcmp(argv[i + 1], "line") || !strcmp(argv[i + 1], "length"))) length_framing = !strcmp(argv[i + 1], "length");
         else { fprintf(stderr, "aiotcp-c-server: bad option %s\n", argv[i]); return 2; }
     }
     if (argc % 2 == 0) { fprintf(stderr, "aiotcp-c-server: missing value for %s\n", argv[argc - 1]); return 2; }
