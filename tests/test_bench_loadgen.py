@@ -124,9 +124,12 @@ def test_bench_exit_status_reports_errors(capsys: pytest.CaptureFixture[str]) ->
     assert json.loads(capsys.readouterr().out)["errors"]
 
 
-@pytest.mark.parametrize("framing", ["line", "length"])
-def test_against_aiotcp(framing: str) -> None:
-    with start_server(aiotcp_argv(["--framing", framing])) as server:
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+@pytest.mark.parametrize("framing", ["line", "length", "varint"])
+def test_against_aiotcp(framing: str, binary: bool) -> None:
+    """Every built-in framing, each with the server on str and on bytes (--binary)."""
+    serve = ["--framing", framing] + (["--binary"] if binary else [])
+    with start_server(aiotcp_argv(serve)) as server:
         cfg = LoadConfig(
             port=server.port, connections=3, duration=0.4, in_flight=4, framing=framing
         )  # type: ignore[arg-type]

@@ -38,6 +38,8 @@ def unsupported(cfg: LoadConfig) -> str:
     """Why the compiled engine cannot run ``cfg``, or "" when it can."""
     if cfg.ramp > 0:
         return "--ramp is implemented by the Python engine only"
+    if cfg.framing == "varint":
+        return "varint framing is spoken by the Python engine only"
     return ""
 
 

@@ -80,7 +80,8 @@ def build_bench_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="spread connects over this many seconds (default: at once, 256 in progress)",
     )
-    p.add_argument("--framing", choices=("line", "length", "raw"), default="line")
+    p.add_argument("--framing", choices=("line", "length", "varint", "raw"), default="line",
+                   help="message framing (default: line; varint: the Python engine)")
     p.add_argument(
         "--verify",
         choices=("auto", "strict", "loose"),

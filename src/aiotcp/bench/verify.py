@@ -24,7 +24,9 @@ from __future__ import annotations
 import struct
 from typing import Literal
 
-Framing = Literal["line", "length", "raw"]
+from aiotcp.codecs.length import varint
+
+Framing = Literal["line", "length", "varint", "raw"]
 VerifyMode = Literal["strict", "loose"]
 
 _PAD = b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -47,6 +49,8 @@ def frame(payload: bytes, framing: Framing) -> bytes:
         return payload + b"\n"
     if framing == "length":
         return struct.pack(">I", len(payload)) + payload
+    if framing == "varint":  # protobuf's delimited format
+        return varint(len(payload)) + payload
     return payload
 
 
