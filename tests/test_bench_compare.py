@@ -151,3 +151,18 @@ def test_workload_names_parse() -> None:
     assert len(workloads.LADDER) == 8 and {parse_workload(w, 1.0).framing for w in workloads.LADDER} == {"line", "length"}
     with pytest.raises(ValueError):
         parse_workload("c10", 1.0)
+
+
+@pytest.mark.parametrize("name", [s for s in lineup.ORDER if lineup.SERVERS[s].kind == "aiotcp"])
+def test_every_aiotcp_row_serves_the_ack_reply_on_the_core_it_names(name: str) -> None:
+    from aiotcp.bench.loadgen import LoadConfig, run_load_sync
+    from aiotcp.bench.serverproc import start_server
+    from aiotcp.core import CORE
+
+    with start_server(lineup.server_argv(name, [])) as server:
+        result = run_load_sync(LoadConfig(port=server.port, connections=2, duration=0.2,
+                                          in_flight=2))
+        log = server.stderr_text()
+    assert result.ok and result.messages_acked > 0, result.error_samples
+    core = "pure" if lineup.SERVERS[name].pure else CORE
+    assert f", {core} core" in log, log

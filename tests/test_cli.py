@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import aiotcp
+import aiotcp.core
 from aiotcp.config import FRAMINGS
 from support.clients import ACK, LineClient
 from support.ports import taken_port
@@ -138,7 +139,8 @@ def test_version_names_aiotcp_python_and_the_event_loop() -> None:
     assert r.returncode == 0, r.stderr
     python = f"{platform.python_implementation()} {platform.python_version()}"
     loop = f"event loop uvloop {uvloop.__version__}"
-    assert r.stdout == f"aiotcp {aiotcp.__version__} ({python}, {loop})\n"
+    core = f"{aiotcp.core.CORE} core"  # the child runs the core this process runs
+    assert r.stdout == f"aiotcp {aiotcp.__version__} ({python}, {core}, {loop})\n"
 
 
 def test_version_without_uvloop_says_asyncio() -> None:

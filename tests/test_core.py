@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import os
 from pathlib import Path
+from typing import Any
 
 import aiotcp.core as core
 
@@ -44,3 +45,9 @@ def test_connections_and_codecs_come_from_the_same_core() -> None:
     compiled = core.CORE == "compiled"
     for obj in (server.connection_class.__mro__[1], LineCodec, type(server.dispatch)):
         assert obj.__module__.startswith("aiotcp._speedups") == compiled, obj
+
+
+def test_the_startup_log_line_names_the_core(spawn_server: Any) -> None:
+    server = spawn_server(["--log-level", "info"])
+    line = server.wait_for_log(r"serving app .*")
+    assert line.endswith(f", {core.CORE} core"), line

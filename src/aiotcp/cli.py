@@ -77,8 +77,9 @@ def version_text() -> str:
     """What ``aiotcp --version`` prints: aiotcp's version, then the Python and the event
     loop it runs on (the one ``--loop auto`` picks), as ``name version`` parts."""
     from aiotcp import __version__
+    from aiotcp.core import CORE
 
-    parts = [f"{platform.python_implementation()} {platform.python_version()}"]
+    parts = [f"{platform.python_implementation()} {platform.python_version()}", f"{CORE} core"]
     try:
         import uvloop
     except ImportError:

@@ -21,6 +21,7 @@ from aiotcp.app import AppError, LifespanError
 from aiotcp.apps import app_name, load_app
 from aiotcp.codecs import CodecError
 from aiotcp.config import Config
+from aiotcp.core import CORE
 from aiotcp.frontdoor import TLSSetupError
 from aiotcp.listeners import ListenerError, remove_socket_files
 from aiotcp.server import Server
@@ -146,8 +147,8 @@ async def serve_async(config: Config, handler: Any, name: str | None = None) -> 
         except OSError:
             return 1  # already logged (e.g. the metrics port is taken); the drain follows
         log.info(
-            "serving app %r (%s framing) on %s",
-            name or config.app, config.framing, type(loop).__module__,
+            "serving app %r (%s framing) on %s, %s core",
+            name or config.app, config.framing, type(loop).__module__, CORE,
         )
         await server.serve_until_stopped()
     finally:

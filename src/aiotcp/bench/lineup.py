@@ -22,6 +22,7 @@ class ServerSpec:
     kind: str
     what: str
     serve_args: tuple[str, ...] = ()  # flags for ``aiotcp serve``
+    pure: bool = False  # the pure-Python core (AIOTCP_NO_EXTENSIONS=1), not the compiled one
 
 
 _AIOTCP: tuple[ServerSpec, ...] = (
@@ -38,6 +39,20 @@ _AIOTCP: tuple[ServerSpec, ...] = (
         "aiotcp serve --app aiotcp.bench.userapp:handle_async (a user's async def)",
         ("--app", "aiotcp.bench.userapp:handle_async"),
     ),
+    ServerSpec(
+        "aiotcp-binary",
+        "aiotcp",
+        "aiotcp serve --binary --app aiotcp.bench.userapp:handle_binary (a user's def on bytes)",
+        ("--binary", "--app", "aiotcp.bench.userapp:handle_binary"),
+    ),
+    ServerSpec("aiotcp-ack-pure", "aiotcp", "the ack app on the pure-Python core", pure=True),
+    ServerSpec(
+        "aiotcp-sync-pure",
+        "aiotcp",
+        "a user's def on the pure-Python core",
+        ("--app", "aiotcp.bench.userapp:handle"),
+        pure=True,
+    ),
 )
 SERVERS: dict[str, ServerSpec] = {
     s.name: s
@@ -50,7 +65,7 @@ SERVERS: dict[str, ServerSpec] = {
 #: Report order: the limit, the hand-written Protocols, aiotcp, then the other styles.
 ORDER: tuple[str, ...] = (
     "c-epoll", "uvloop_protocol", "asyncio_protocol", "aiotcp-ack", "aiotcp-sync", "aiotcp-async",
-    "seed", "seed_noprint", "streams", "threads", "processes", "gevent", "trio",
+    "aiotcp-binary", "aiotcp-ack-pure", "aiotcp-sync-pure", "seed", "seed_noprint", "streams", "threads", "processes", "gevent", "trio",
 )  # fmt: skip
 #: ``--quick``: the rows that carry the article's claims.
 QUICK: tuple[str, ...] = (
@@ -108,5 +123,6 @@ def server_argv(name: str, aiotcp_args: list[str], framing: str = "line") -> lis
     if spec.kind == "c":
         return [build("server"), "--host", "127.0.0.1", "--port", "0", *flag]
     if spec.kind == "aiotcp":
-        return aiotcp_argv([*spec.serve_args, *flag, *aiotcp_args])
+        argv = aiotcp_argv([*spec.serve_args, *flag, *aiotcp_args])
+        return ["env", "AIOTCP_NO_EXTENSIONS=1", *argv] if spec.pure else argv
     return [*baseline_argv(name), *flag]
