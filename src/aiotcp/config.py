@@ -52,6 +52,11 @@ DEFAULT_PROXY_TRUSTED = "127.0.0.0/8,::1/128"
 MAX_WORKERS_PER_CORE = 4
 
 DEFAULT_STREAM_MAXLEN = 100_000
+# A Redis broker link that answers nothing (not even its heartbeat PING, sent every third
+# of this) for this many seconds is down: /readyz 503 and PUB ERR unavailable. Redis
+# answers in well under a millisecond; 3 s rides out a loaded machine's hiccups and is
+# within HAProxy's usual check bound (inter 1s, fall 2).
+DEFAULT_BROKER_TIMEOUT = 3.0
 DEFAULT_MAX_SUBSCRIPTIONS = 100
 
 # The gateway app. Calls in flight at the upstream per process: aiohttp's connection pool
@@ -260,6 +265,11 @@ class Config:
     max_subscriptions: int = field(
         default=DEFAULT_MAX_SUBSCRIPTIONS, metadata=_opt("pubsub app: topics per connection")
     )
+    broker_timeout: float = field(
+        default=DEFAULT_BROKER_TIMEOUT,
+        metadata=_opt("pubsub app: seconds without an answer from Redis (heartbeat PING every "
+                      "third of it) before the broker is down: /readyz 503, PUB ERR unavailable"),
+    )
     # ---- operations: listeners, deploys, TLS profile -------------------------------------
     # Any of bind, uds, fd (or systemd socket activation) replaces --host/--port.
     bind: str = field(
@@ -375,6 +385,8 @@ class Config:
             raise ConfigError(f"{{upstream_concurrency}} must be >= 1, not {self.upstream_concurrency}")
         if self.upstream_retries < 0:
             raise ConfigError(f"{{upstream_retries}} must be >= 0, not {self.upstream_retries}")
+        if self.broker_timeout <= 0:
+            raise ConfigError(f"{{broker_timeout}} must be > 0, not {self.broker_timeout}")
         if self.upstream_health_interval <= 0:
             raise ConfigError(
                 f"{{upstream_health_interval}} must be > 0, not {self.upstream_health_interval}")

@@ -36,8 +36,9 @@ from aiotcp.broker.link import (
 
 log = logging.getLogger("aiotcp.broker")
 
-# XREAD blocks this long when nothing arrives, so a silent link is noticed within it
-# plus COMMAND_TIMEOUT; a new topic normally joins at once (CLIENT UNBLOCK).
+# XREAD blocks this long when nothing arrives, so the reader notices a silent link within
+# it plus the broker timeout (the heartbeat makes the instance not ready sooner, within
+# the timeout); a new topic normally joins at once (CLIENT UNBLOCK).
 BLOCK_MS = 2000
 # Entries per XREAD: bounds one read's memory and the time one loop turn delivers.
 READ_COUNT = 1000
@@ -57,13 +58,17 @@ def id_key(entry_id: bytes) -> tuple[int, int]:
 class StreamsBroker:
     """See the module doc."""
 
-    def __init__(self, settings: Settings, fanout: Fanout, maxlen: int, message_ids: bool) -> None:
+    def __init__(
+        self, settings: Settings, fanout: Fanout, maxlen: int, message_ids: bool,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
         self._settings = settings
         self._fanout = fanout
         self._stats = fanout.stats
         self._maxlen = maxlen
         self._message_ids = message_ids
-        self._pipe = CommandPipe(settings)
+        self._timeout = timeout
+        self._pipe = CommandPipe(settings, timeout)
         self._last: dict[str, bytes] = {}  # topic -> last entry ID delivered (or seen at SUB)
         self._locating: dict[str, asyncio.Future[None]] = {}
         self._topics_changed = asyncio.Event()
@@ -75,7 +80,8 @@ class StreamsBroker:
 
     @property
     def ready(self) -> bool:
-        return self._connected
+        """The reader reaches Redis and Redis answered the heartbeat within the timeout."""
+        return self._connected and self._pipe.up
 
     async def start(self) -> None:
         """Check that Redis answers (raise BrokerUnavailable if not); start the tasks."""
@@ -131,8 +137,8 @@ class StreamsBroker:
 
     async def _read_forever(self) -> None:
         await keep_reading(
-            self._settings, BLOCK_MS / 1000 + COMMAND_TIMEOUT, self._session, self._down,
-            lambda: self._stopping,
+            self._settings, BLOCK_MS / 1000 + self._timeout, self._session, self._down,
+            lambda: self._stopping, self._timeout,
         )
 
     async def _session(self, conn: Connection) -> None:
