@@ -96,6 +96,11 @@ class PubSubBroker:
         await reply
         self._stats.pubsub_published += 1
 
+    resumable = False
+
+    async def replay(self, topic: str, after: str, conn: Any) -> None:
+        raise BrokerUnavailable("this broker has no entry IDs to resume from")
+
     async def subscribe(self, topic: str) -> None:
         self._wanted.add(topic)
         if topic in self._live:

@@ -10,6 +10,15 @@ still holds it: each is trimmed to about ``--stream-maxlen`` entries).
 A SUB of a topic new to the instance records the stream's last ID (XREVRANGE ... COUNT
 1) before it answers, so whatever is published after ``OK SUB`` is delivered, then
 wakes the reader (CLIENT UNBLOCK) so its next XREAD covers the topic.
+
+A subscriber is never dropped silently: the fanout knows the last entry it sent each one
+and closes one that falls behind with ``ERR lagging <topic> <entry-id>``. ``SUB <topic>
+FROM <entry-id>`` (:meth:`StreamsBroker.replay`) sends the entries after that one
+(XRANGE, exclusive start) up to where this instance's reader is, then joins the live
+delivery at that point: nothing missed, nothing repeated, on any instance. If the stream
+was trimmed past that entry (older than ``XINFO STREAM``'s first entry), the SUB is
+refused with ``ERR trimmed``: what was trimmed cannot be sent, and is not passed over
+in silence.
 """
 
 from __future__ import annotations
@@ -48,6 +57,9 @@ IDLE_PING = 2.0
 DRAIN_READS = 10
 DRAIN_TIMEOUT = 2.0
 NO_ENTRY = b"0-0"
+# A replay pushes into a subscriber that may be far behind: while its output is over the
+# push backlog, look again this often (it is reading, or the write timeout closes it).
+REPLAY_POLL = 0.01
 
 
 def id_key(entry_id: bytes) -> tuple[int, int]:
@@ -77,6 +89,14 @@ class StreamsBroker:
         self._outage_since: float | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        fanout.position = self._position
+
+    resumable = True
+
+    def _position(self, topic: str) -> str | None:
+        """The entry up to which this instance delivered ``topic``."""
+        last = self._last.get(topic)
+        return last.decode() if last is not None else None
 
     @property
     def ready(self) -> bool:
@@ -122,6 +142,45 @@ class StreamsBroker:
         finally:
             self._locating.pop(topic, None)
         self._wake_reader()
+
+    async def replay(self, topic: str, after: str, conn: Any) -> None:
+        """See the module doc and the Broker contract."""
+        key = KEY_PREFIX + topic
+        info = await self._pipe.call("XINFO", "STREAM", key) if await self._pipe.call(
+            "EXISTS", key) else []
+        fields = dict(zip(info[::2], info[1::2], strict=False))
+        cursor = after.encode() if b"-" in after.encode() else after.encode() + b"-0"
+        first = fields.get(b"first-entry")
+        # Trimming removes the oldest entries: if some were removed and ``after`` is
+        # older than the first one kept, what followed it may be gone (Redis 7 counts
+        # entries-added; without it, assume so).
+        removed = int(fields.get(b"entries-added", 1)) > int(fields.get(b"length", 0))
+        if first and removed and id_key(cursor) < id_key(first[0]):
+            raise ValueError(
+                f"{topic} no longer holds every entry after {after} (its first is "
+                f"{first[0].decode()}; --stream-maxlen trims); SUB {topic} without FROM "
+                f"starts from now"
+            )
+        while True:
+            upto = self._last.get(topic)
+            if upto is None:  # unsubscribed meanwhile (the connection left)
+                return
+            if id_key(cursor) >= id_key(upto):
+                break
+            entries = await self._pipe.call(
+                "XRANGE", key, b"(" + cursor, upto, "COUNT", READ_COUNT)
+            if not entries:
+                cursor = upto
+                break
+            lines, ids = self._lines(topic, entries, id_key(cursor))
+            for i in range(0, len(lines), 100):
+                while not conn.send(*lines[i:i + 100]):
+                    if conn.closing:
+                        return
+                    await asyncio.sleep(REPLAY_POLL)
+            cursor = ids[-1].encode()
+        if not conn.closing:  # synchronously after the check: the reader goes on from upto
+            self._fanout.add(topic, conn, after=cursor.decode())
 
     def unsubscribe(self, topic: str) -> None:
         self._last.pop(topic, None)
@@ -189,10 +248,20 @@ class StreamsBroker:
         if last is None:
             return  # unsubscribed meanwhile
         # Resubscribed meanwhile (a newer start ID): skip what precedes it.
-        floor = id_key(last)
+        lines, ids = self._lines(topic, entries, id_key(last))
+        if not ids:
+            return
+        self._fanout.deliver_entries(topic, lines, ids)
+        self._last[topic] = ids[-1].encode()
+
+    def _lines(
+        self, topic: str, entries: list[Any], floor: tuple[int, int]
+    ) -> tuple[list[str], list[str]]:
+        """The MSG lines of the entries after ``floor``, and their entry IDs."""
         with_ids = self._message_ids
         field = TEXT_FIELD.encode()
-        lines = []
+        lines: list[str] = []
+        ids: list[str] = []
         for entry_id, fields in entries:
             if id_key(entry_id) <= floor:
                 continue
@@ -202,13 +271,13 @@ class StreamsBroker:
                     text = fields[i + 1]
                     break
             body = text.decode("utf-8", "replace")
+            eid = entry_id.decode()
             if with_ids:
-                lines.append(f"MSG {topic} {entry_id.decode()} {body}")
+                lines.append(f"MSG {topic} {eid} {body}")
             else:
                 lines.append(f"MSG {topic} {body}")
-            last = entry_id
-        self._fanout.deliver_many(topic, lines)
-        self._last[topic] = last
+            ids.append(eid)
+        return lines, ids
 
     def _up(self) -> None:
         self._connected = True
