@@ -160,3 +160,19 @@ def test_a_streams_subscriber_that_falls_behind_is_told_where_each_topic_stands_
     assert fanout.sent[fast] == {"t": "8-0"}
     assert fanout.sent[quiet] == {"u": "8-0"}
     assert stats.errors == {"lagging": 1}
+
+
+def test_after_the_broker_lost_its_subscription_the_next_message_says_some_may_be_missing(
+) -> None:
+    fanout = Fanout(Stats())
+    a, b = FakeSubscriber(), FakeSubscriber(room=1)
+    fanout.add("t", a)
+    fanout.add("t", b)
+    fanout.deliver("t", "MSG t 0")
+    fanout.lost_unknown()
+    fanout.deliver("t", "MSG t 1")  # b refuses: still an unknown number
+    b.room = 10
+    fanout.deliver("t", "MSG t 2")
+    fanout.deliver("t", "MSG t 3")
+    assert a.got == ["MSG t 0", "GAP t ?\nMSG t 1", "MSG t 2", "MSG t 3"]
+    assert b.got == ["MSG t 0", "GAP t ?\nMSG t 2", "MSG t 3"]

@@ -8,7 +8,9 @@ stopped reading. What it misses it is told, never left to guess:
 
 - at-most-once (local, Redis pub/sub): the fanout counts what each subscriber missed per
   topic, and the next frame it takes on that topic is preceded by ``GAP <topic> <n>``
-  (``n`` messages of ``<topic>`` were not delivered to you here);
+  (``n`` messages of ``<topic>`` were not delivered to you here); ``GAP <topic> ?``
+  when the number is not known (the instance lost its Redis subscription meanwhile:
+  whatever was published then never reached it);
 - resumable (Redis Streams, :meth:`deliver_entries`): the fanout keeps the last entry ID
   sent to each subscriber per topic; one that falls behind is sent
   ``ERR lagging <topic> <entry-id> [<topic> <entry-id> ...]`` (every topic of the
@@ -44,9 +46,13 @@ class Subscriber(Protocol):
     def closing(self) -> bool: ...
 
 
+# A missed count for "an unknown number" (the broker lost messages it never saw).
+UNKNOWN = -1
+
+
 def gap_frame(topic: str, missed: int) -> str:
-    """The notice that ``missed`` messages of ``topic`` were not delivered."""
-    return f"GAP {topic} {missed}"
+    """The notice that ``missed`` messages of ``topic`` (UNKNOWN: some) were not delivered."""
+    return f"GAP {topic} {'?' if missed < 0 else missed}"
 
 
 def lagging_frame(positions: list[tuple[str, str]]) -> str:
@@ -107,6 +113,13 @@ class Fanout:
     def has(self, topic: str) -> bool:
         return topic in self.topics
 
+    def lost_unknown(self) -> None:
+        """The broker may have lost messages of every topic (its subscription was
+        down): every subscriber's next message comes after ``GAP <topic> ?``."""
+        for subs in self.topics.values():
+            for sub in subs:
+                subs[sub] = UNKNOWN
+
     def deliver(self, topic: str, line: str) -> None:
         """Push ``line`` (a whole ``MSG`` frame) to every local subscriber of ``topic``."""
         self._push(topic, [line])
@@ -142,7 +155,7 @@ class Fanout:
                 if sub.send(gap_frame(topic, missed), *frames):
                     subs[sub] = 0
                     sent += 1
-                else:
+                elif missed > 0:
                     subs[sub] = missed + n
             elif sub.send(*frames):
                 sent += 1

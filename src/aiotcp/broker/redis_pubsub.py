@@ -9,7 +9,8 @@ included, so every subscriber sees one order per publisher.
 A SUB returns once Redis confirmed the SUBSCRIBE. When the subscribing connection is
 lost, the reader reconnects with backoff, subscribes every topic again and logs, once
 confirmed, that messages published during the outage may have been lost: Redis
-pub/sub keeps nothing for a subscriber that is not connected.
+pub/sub keeps nothing for a subscriber that is not connected. Each local subscriber is
+told too: its next message on each topic comes after ``GAP <topic> ?``.
 """
 
 from __future__ import annotations
@@ -252,6 +253,8 @@ class PubSubBroker:
     def _lost(self, exc: BaseException) -> None:
         self._first_attempt.set()
         was_connected = self._connected
+        if was_connected:  # what is published until resubscribed never reaches us
+            self._fanout.lost_unknown()
         self._connected = False
         self._live.clear()
         self._pipe.reset()
