@@ -6,7 +6,9 @@ must give:
   503 and ``PUB`` answers ``ERR unavailable`` within it (not after a socket timeout);
   the instance recovers by itself once the link is back;
 - streams mode: what other instances published during the partition is delivered once
-  it heals, in order, to the subscribers that stayed connected.
+  it heals, in order, to the subscribers that stayed connected;
+- a subscriber whose own host is partitioned away (no FIN, no RST) is closed within the
+  bound ``--tcp-keepalive`` gives, IDLE + INTERVAL x COUNT.
 
 The bound is the feature here, so these tests do wait with it as the deadline: the
 broker timeout plus BOUND_SLACK for a loaded machine. Without the heartbeat the instance
@@ -16,12 +18,15 @@ takes the 5 s socket timeout (PUB) or longer (``/readyz``), past that deadline.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 
 from support.netns import Hosts
+from support.waiting import wait_until
 from support.pubsub import (
     WAIT,
     Instance,
@@ -151,3 +156,46 @@ def test_streams_mode_delivers_what_others_published_during_a_partition_once_hea
             await pub.close()
 
         run(main)
+
+
+# A subscriber of our own in a namespace: it subscribes, says so, then holds the
+# connection without a word (as a quiet subscriber does).
+QUIET_SUBSCRIBER = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+s.sendall(b"SUB " + sys.argv[3].encode() + b"\\n")
+print(s.makefile().readline().strip(), flush=True)
+time.sleep(120)
+"""
+KEEPALIVE = (1, 1, 2)  # IDLE, INTERVAL, COUNT: a dead peer is found after 1 + 1 x 2 s
+
+
+@pytest.mark.parametrize("keepalive", [",".join(map(str, KEEPALIVE)), "0"])
+def test_a_subscriber_partitioned_away_is_closed_within_the_keepalive_bound(
+    netns: Hosts, keepalive: str
+) -> None:
+    """The client's host loses its link without a FIN or RST; the subscriber is spared
+    the idle timeout, so only TCP keepalive finds it (``0``: never, the test shows)."""
+    host = netns.host()
+    link = host.link()
+    t = topic("ka")
+    # Listening on the link's host address, so the namespace can reach it.
+    with Instance("", "pubsub", "--bind", f"{link.host_addr}:0", "--tcp-keepalive", keepalive,
+                  "--idle-timeout", "0") as inst:
+        client = host.popen(
+            [sys.executable, "-c", QUIET_SUBSCRIBER, link.host_addr, str(inst.port), t],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        assert client.stdout is not None
+        assert client.stdout.readline().decode().strip() == f"OK SUB {t}"
+        assert inst.metric("aiotcp_pubsub_subscriptions") == 1
+        link.partition()
+        idle, interval, count = KEEPALIVE
+        bound = idle + interval * count + BOUND_SLACK
+        closed = lambda: inst.metric("aiotcp_pubsub_subscriptions") == 0  # noqa: E731
+        if keepalive == "0":  # nothing finds it: still subscribed after the bound
+            with pytest.raises(AssertionError, match="did not happen"):
+                wait_until(closed, bound, "the vanished subscriber closed")
+        else:
+            wait_until(closed, bound, "the vanished subscriber closed within the bound")
+        link.heal()
