@@ -7,6 +7,8 @@ must give:
   the instance recovers by itself once the link is back;
 - streams mode: what other instances published during the partition is delivered once
   it heals, in order, to the subscribers that stayed connected;
+- streams mode: if the stream was trimmed meanwhile past what the instance had read,
+  its subscribers get ``GAP <topic> ?`` before what is left;
 - a subscriber whose own host is partitioned away (no FIN, no RST) is closed within the
   bound ``--tcp-keepalive`` gives, IDLE + INTERVAL x COUNT.
 
@@ -25,8 +27,8 @@ from typing import Any
 
 import pytest
 
+from aiotcp.broker import KEY_PREFIX
 from support.netns import Hosts
-from support.waiting import wait_until
 from support.pubsub import (
     WAIT,
     Instance,
@@ -36,6 +38,7 @@ from support.pubsub import (
     subscribe,
     topic,
 )
+from support.waiting import wait_until
 
 BROKER_TIMEOUT = 1.0
 # What a loaded 2-core machine may add to the bound (scheduling, the poll of /readyz):
@@ -199,3 +202,36 @@ def test_a_subscriber_partitioned_away_is_closed_within_the_keepalive_bound(
         else:
             wait_until(closed, bound, "the vanished subscriber closed within the bound")
         link.heal()
+
+
+def test_streams_subscribers_are_told_when_the_stream_was_trimmed_past_what_they_had(
+    netns: Hosts,
+) -> None:
+    """During the partition others publish and the stream is trimmed past the entry the
+    cut instance had read: once healed its subscriber gets GAP ?, then what is left."""
+    host = netns.host()
+    cut_link, other_link = host.link(), host.link()
+    redis = host.redis_server(cut_link, other_link)
+    t, n, kept = topic("trim"), 30, 5
+    with Instance(redis.url(cut_link.ns_addr), "streams", "--broker-timeout",
+                  f"{BROKER_TIMEOUT:g}") as a:
+
+        async def main() -> None:
+            sub = await subscribe(a.port, t)
+            pub = await connect(a.port)
+            assert await pub.request(f"PUB {t} before") == ACK + "before"
+            assert await sub.recv() == f"MSG {t} before"
+            cut_link.partition()
+            await await_until(lambda: "lost Redis" in a.log, "the cut reader to give up")
+            direct = redis.client(other_link.ns_addr)
+            for i in range(n):
+                direct.xadd(KEY_PREFIX + t, {"text": f"meanwhile-{i}"})
+            direct.xtrim(KEY_PREFIX + t, maxlen=kept, approximate=False)
+            cut_link.heal()
+            got = await recv_msgs(sub, kept + 1)
+            assert got == [f"GAP {t} ?"] + [f"MSG {t} meanwhile-{i}" for i in range(n - kept, n)]
+            await sub.close()
+            await pub.close()
+
+        run(main)
+    assert "was trimmed past what this instance had read" in a.log

@@ -176,3 +176,16 @@ def test_after_the_broker_lost_its_subscription_the_next_message_says_some_may_b
     fanout.deliver("t", "MSG t 3")
     assert a.got == ["MSG t 0", "GAP t ?\nMSG t 1", "MSG t 2", "MSG t 3"]
     assert b.got == ["MSG t 0", "GAP t ?\nMSG t 2", "MSG t 3"]
+
+
+def test_a_streams_subscriber_is_told_when_the_broker_lost_entries_of_its_topic() -> None:
+    fanout = Fanout(Stats())
+    a, b = FakeSubscriber(), FakeSubscriber()
+    fanout.add("t", a)
+    fanout.add("u", b)
+    fanout.lost_unknown("t")  # the stream of t was trimmed past what was read
+    fanout.deliver_entries("t", ["MSG t x"], ["9-0"])
+    fanout.deliver_entries("u", ["MSG u y"], ["9-1"])
+    fanout.deliver_entries("t", ["MSG t z"], ["9-2"])
+    assert a.got == ["GAP t ?\nMSG t x", "MSG t z"]
+    assert b.got == ["MSG u y"]

@@ -10,7 +10,8 @@ stopped reading. What it misses it is told, never left to guess:
   topic, and the next frame it takes on that topic is preceded by ``GAP <topic> <n>``
   (``n`` messages of ``<topic>`` were not delivered to you here); ``GAP <topic> ?``
   when the number is not known (the instance lost its Redis subscription meanwhile:
-  whatever was published then never reached it);
+  whatever was published then never reached it; or, in streams mode, the stream was
+  trimmed past what this instance had read);
 - resumable (Redis Streams, :meth:`deliver_entries`): the fanout keeps the last entry ID
   sent to each subscriber per topic; one that falls behind is sent
   ``ERR lagging <topic> <entry-id> [<topic> <entry-id> ...]`` (every topic of the
@@ -113,12 +114,14 @@ class Fanout:
     def has(self, topic: str) -> bool:
         return topic in self.topics
 
-    def lost_unknown(self) -> None:
-        """The broker may have lost messages of every topic (its subscription was
-        down): every subscriber's next message comes after ``GAP <topic> ?``."""
-        for subs in self.topics.values():
-            for sub in subs:
-                subs[sub] = UNKNOWN
+    def lost_unknown(self, topic: str | None = None) -> None:
+        """The broker may have lost messages of ``topic`` (None: of every topic; its
+        subscription was down, or the stream was trimmed past what it had read): each
+        subscriber's next message on it comes after ``GAP <topic> ?``."""
+        for name, subs in self.topics.items():
+            if topic is None or name == topic:
+                for sub in subs:
+                    subs[sub] = UNKNOWN
 
     def deliver(self, topic: str, line: str) -> None:
         """Push ``line`` (a whole ``MSG`` frame) to every local subscriber of ``topic``."""
@@ -171,10 +174,12 @@ class Fanout:
             return
         delivered = 0
         behind: list[Subscriber] = []
-        for sub in subs:
-            if sub.send(*frames):
+        for sub, missed in subs.items():
+            if sub.send(gap_frame(topic, missed), *frames) if missed else sub.send(*frames):
                 delivered += 1
                 self.sent.setdefault(sub, {})[topic] = last
+                if missed:
+                    subs[sub] = 0
             elif not sub.closing:
                 behind.append(sub)
         n = len(frames)

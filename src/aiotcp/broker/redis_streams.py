@@ -146,19 +146,12 @@ class StreamsBroker:
     async def replay(self, topic: str, after: str, conn: Any) -> None:
         """See the module doc and the Broker contract."""
         key = KEY_PREFIX + topic
-        info = await self._pipe.call("XINFO", "STREAM", key) if await self._pipe.call(
-            "EXISTS", key) else []
-        fields = dict(zip(info[::2], info[1::2], strict=False))
         cursor = after.encode() if b"-" in after.encode() else after.encode() + b"-0"
-        first = fields.get(b"first-entry")
-        # Trimming removes the oldest entries: if some were removed and ``after`` is
-        # older than the first one kept, what followed it may be gone (Redis 7 counts
-        # entries-added; without it, assume so).
-        removed = int(fields.get(b"entries-added", 1)) > int(fields.get(b"length", 0))
-        if first and removed and id_key(cursor) < id_key(first[0]):
+        first = await self._trimmed_after(key, cursor)
+        if first is not None:
             raise ValueError(
                 f"{topic} no longer holds every entry after {after} (its first is "
-                f"{first[0].decode()}; --stream-maxlen trims); SUB {topic} without FROM "
+                f"{first.decode()}; --stream-maxlen trims); SUB {topic} without FROM "
                 f"starts from now"
             )
         while True:
@@ -181,6 +174,34 @@ class StreamsBroker:
             cursor = ids[-1].encode()
         if not conn.closing:  # synchronously after the check: the reader goes on from upto
             self._fanout.add(topic, conn, after=cursor.decode())
+
+    async def _trimmed_after(self, key: str, cursor: bytes) -> bytes | None:
+        """The stream's first entry if entries after ``cursor`` may have been trimmed
+        away, else None. Trimming removes the oldest entries: if some were removed and
+        ``cursor`` is older than the first one kept, what followed it may be gone
+        (Redis 7 counts entries-added; without it, assume so)."""
+        if not await self._pipe.call("EXISTS", key):
+            return None
+        info = await self._pipe.call("XINFO", "STREAM", key)
+        fields = dict(zip(info[::2], info[1::2], strict=False))
+        first = fields.get(b"first-entry")
+        removed = int(fields.get(b"entries-added", 1)) > int(fields.get(b"length", 0))
+        if first and removed and id_key(cursor) < id_key(first[0]):
+            return bytes(first[0])
+        return None
+
+    async def _check_trimmed(self) -> None:
+        """After an outage: tell the subscribers of each topic whose stream was trimmed
+        past what this instance had read (``GAP <topic> ?`` before the next message).
+        Raises BrokerUnavailable if Redis cannot tell: the reader reconnects and asks
+        again before reading on."""
+        for topic, last in list(self._last.items()):
+            first = await self._trimmed_after(KEY_PREFIX + topic, last)
+            if first is not None and self._last.get(topic) == last:
+                log.warning("broker: %s was trimmed past what this instance had read "
+                            "(%s; first kept %s): its subscribers are told (GAP)",
+                            topic, last.decode(), first.decode())
+                self._fanout.lost_unknown(topic)
 
     def unsubscribe(self, topic: str) -> None:
         self._last.pop(topic, None)
@@ -205,6 +226,8 @@ class StreamsBroker:
         try:
             await conn.send_command("CLIENT", "ID")
             self._reader_id = int(await conn.read_response())
+            if self._outage_since is not None:  # before the first XREAD: what it
+                await self._check_trimmed()  # reads next then comes after the GAP
             self._up()
             while not self._stopping:
                 await self._read_once(conn, block=True)
