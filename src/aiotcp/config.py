@@ -17,6 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# The ingest app's network stores: a connect or commit slower than this fails (ERR
+# unavailable). The stores' own default, where its reason is given.
+from aiotcp.stores import DEFAULT_TIMEOUT as DEFAULT_STORE_TIMEOUT
+
 # 64 KiB: Redis rejects an inline request over 64 KiB and closes; h11 and asyncio streams
 # use limits of the same order. A frame longer than this is an attack or a bug.
 DEFAULT_MAX_LINE = 64 * 1024
@@ -251,6 +255,11 @@ class Config:
         default="sqlite:///aiotcp-ingest.db",
         metadata=_opt("ingest app: sqlite:///PATH, postgresql://..., mysql://..."),
     )
+    store_timeout: float = field(
+        default=DEFAULT_STORE_TIMEOUT,
+        metadata=_opt("ingest app: seconds a PostgreSQL/MySQL connect or commit may take "
+                      "before its messages get ERR unavailable"),
+    )
     redis: str = field(default="redis://127.0.0.1:6379/0", metadata=_opt("kv app: Redis URL"))
     broker: str = field(
         default="", metadata=_opt("pubsub app: redis://HOST:PORT/DB ('' = this process only)")
@@ -385,6 +394,8 @@ class Config:
             raise ConfigError(f"{{upstream_concurrency}} must be >= 1, not {self.upstream_concurrency}")
         if self.upstream_retries < 0:
             raise ConfigError(f"{{upstream_retries}} must be >= 0, not {self.upstream_retries}")
+        if self.store_timeout <= 0:
+            raise ConfigError(f"{{store_timeout}} must be > 0, not {self.store_timeout}")
         if self.broker_timeout <= 0:
             raise ConfigError(f"{{broker_timeout}} must be > 0, not {self.broker_timeout}")
         if self.upstream_health_interval <= 0:

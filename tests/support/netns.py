@@ -184,6 +184,36 @@ class Host:
         wait_until(r.answers, START_TIMEOUT, f"redis-server in {self.name} on port {port}")
         return r
 
+    def postgres(self, link: Link) -> NsPostgres:
+        """A private PostgreSQL cluster in this namespace (``initdb``, then ``postgres``
+        as the postgres user, as asyncpg's test cluster starts one), listening on the
+        link's namespace address, trusting the test network; answering once returned."""
+        initdb, server = (shutil.which(b) for b in ("initdb", "postgres"))
+        if initdb is None or server is None or shutil.which("pg_isready") is None:
+            pytest.fail("PostgreSQL's initdb/postgres/pg_isready are not on PATH; install "
+                        "it: apt-get install postgresql", pytrace=False)
+        data = tempfile.mkdtemp(prefix="aiotcp-nspg-")
+        self.dirs.append(data)
+        shutil.chown(data, "postgres", "postgres")
+        done = subprocess.run(
+            ["runuser", "-u", "postgres", "--", initdb, "-D", data, "-A", "trust", "-U",
+             "postgres", "--no-sync"],
+            capture_output=True, text=True, timeout=START_TIMEOUT * 3, check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed: {done.stderr.strip()}")
+        with open(os.path.join(data, "pg_hba.conf"), "a") as f:
+            f.write(f"host all all {TEST_NET} trust\n")
+        port = random.randint(20000, 30000)
+        self.popen(
+            ["runuser", "-u", "postgres", "--", server, "-D", data, "-p", str(port),
+             "-c", f"listen_addresses={link.ns_addr}", "-c", f"unix_socket_directories={data}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        pg = NsPostgres(link.ns_addr, port, data)
+        wait_until(pg.answers, START_TIMEOUT, f"postgres in {self.name} on port {port}")
+        return pg
+
     def close(self) -> None:
         """Kill what runs inside, delete the namespace (and so its veth pairs). Idempotent."""
         for proc in self.procs:
@@ -235,6 +265,23 @@ class NsRedis:
 
     def thaw(self) -> None:
         thaw(self.proc.pid)
+
+
+@dataclass
+class NsPostgres:
+    """A PostgreSQL in a Host: where it listens and its data directory."""
+
+    addr: str
+    port: int
+    data: str
+
+    def url(self, table: str) -> str:
+        return f"postgresql://postgres@{self.addr}:{self.port}/postgres?table={table}"
+
+    def answers(self) -> bool:
+        done = subprocess.run(["pg_isready", "-q", "-h", self.addr, "-p", str(self.port)],
+                              timeout=IP_TIMEOUT, check=False)
+        return done.returncode == 0
 
 
 def freeze(pid: int) -> None:
