@@ -9,6 +9,8 @@ must give:
   it heals, in order, to the subscribers that stayed connected;
 - streams mode: if the stream was trimmed meanwhile past what the instance had read,
   its subscribers get ``GAP <topic> ?`` before what is left;
+- behind HAProxy, an instance cut off from Redis is taken out of rotation (its /readyz)
+  and put back once healed;
 - a subscriber whose own host is partitioned away (no FIN, no RST) is closed within the
   bound ``--tcp-keepalive`` gives, IDLE + INTERVAL x COUNT.
 
@@ -34,6 +36,7 @@ from support.pubsub import (
     Instance,
     await_until,
     connect,
+    haproxy,
     recv_msgs,
     subscribe,
     topic,
@@ -46,6 +49,8 @@ BROKER_TIMEOUT = 1.0
 # reader alone would notice only after BLOCK plus the timeout, PUB after a 5 s socket timeout.
 BOUND_SLACK = 1.0
 BOUND = BROKER_TIMEOUT + BOUND_SLACK
+# support.pubsub.HAProxy checks every 200 ms and takes a server out after 2 failures.
+HAPROXY_FALL = 2 * 0.2
 LOST_HINT = "messages published during the outage may have been lost"
 ACK = "已收到: "
 
@@ -235,3 +240,36 @@ def test_streams_subscribers_are_told_when_the_stream_was_trimmed_past_what_they
 
         run(main)
     assert "was trimmed past what this instance had read" in a.log
+
+
+def test_haproxy_stops_sending_clients_to_an_instance_partitioned_from_redis(
+    netns: Hosts,
+) -> None:
+    """Two instances behind HAProxy (health checks on /readyz), each reaching Redis over
+    its own link; one link is cut: HAProxy marks that instance down, so new clients'
+    PUBs are acked (by the other), and up again once healed."""
+    host = netns.host()
+    cut_link, other_link = host.link(), host.link()
+    redis = host.redis_server(cut_link, other_link)
+    t = topic("lb")
+    timeout = ["--broker-timeout", f"{BROKER_TIMEOUT:g}"]
+    with Instance(redis.url(cut_link.ns_addr), "pubsub", *timeout) as a, \
+            Instance(redis.url(other_link.ns_addr), "pubsub", *timeout) as b, \
+            haproxy([(a.port, a.metrics_port), (b.port, b.metrics_port)]) as lb:
+        lb.wait_status("s0", "UP")
+        lb.wait_status("s1", "UP")
+        cut_link.partition()
+        # Within the broker timeout, plus HAProxy's 2 failed checks 200 ms apart.
+        wait_until(lambda: lb.statuses()["s0"].startswith("DOWN"), BOUND + HAPROXY_FALL,
+                   "haproxy to take the cut instance out within the bound")
+
+        async def main() -> None:
+            for i in range(6):  # roundrobin would have sent half of them to the cut one
+                c = await connect(lb.port)
+                assert await c.request(f"PUB {t} {i}") == f"{ACK}{i}"
+                await c.close()
+
+        run(main)
+        assert b.metric("aiotcp_pubsub_published_total") == 6
+        cut_link.heal()
+        lb.wait_status("s0", "UP")
