@@ -24,8 +24,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the namespace harness of the tests
 
-from support.netns import hosts  # noqa: E402
-from support.pubsub import Instance, connect  # noqa: E402
+from support.netns import hosts
+from support.pubsub import Instance, connect
 
 POLL = 0.02  # how often /readyz is read: the resolution of the figures
 

@@ -200,7 +200,10 @@ def test_a_subscriber_partitioned_away_is_closed_within_the_keepalive_bound(
         link.partition()
         idle, interval, count = KEEPALIVE
         bound = idle + interval * count + BOUND_SLACK
-        closed = lambda: inst.metric("aiotcp_pubsub_subscriptions") == 0  # noqa: E731
+
+        def closed() -> bool:
+            return inst.metric("aiotcp_pubsub_subscriptions") == 0
+
         if keepalive == "0":  # nothing finds it: still subscribed after the bound
             with pytest.raises(AssertionError, match="did not happen"):
                 wait_until(closed, bound, "the vanished subscriber closed")
