@@ -17,6 +17,8 @@ from aiotcp.observe.stats import Stats
         ("UNSUB news", Command("UNSUB", "news")),
         ("SUB news FROM 1700000000000-3", Command("SUB", "news", after="1700000000000-3")),
         ("sub news from 0", Command("SUB", "news", after="0")),
+        ("SUB n FROM 18446744073709551615-18446744073709551615",
+         Command("SUB", "n", after="18446744073709551615-18446744073709551615")),
         ("PUB news hello world", Command("PUB", "news", "hello world")),
         ("PUB news  two  spaces ", Command("PUB", "news", " two  spaces ")),
         ("PUB news ", Command("PUB", "news", "")),
@@ -31,7 +33,8 @@ def test_commands_parse(line: str, command: Command) -> None:
     "line",
     ["", "SUB", "SUB ", "PUB news", "PUB", "HELLO news", "SUB a b", "SUB a\tb", "UNSUB ",
      "SUB " + "x" * (MAX_TOPIC_BYTES + 1), "PUB  text",
-     "SUB a FROM", "SUB a FROM x-1", "SUB a FROM 1-2-3", "SUB a TO 1-0", "SUB a FROM 1-0 b"],
+     "SUB a FROM", "SUB a FROM x-1", "SUB a FROM 1-2-3", "SUB a TO 1-0", "SUB a FROM 1-0 b",
+     "SUB a FROM 18446744073709551616-0", "SUB a FROM 1-18446744073709551616"],
 )
 def test_malformed_commands_say_why(line: str) -> None:
     bad = parse(line)

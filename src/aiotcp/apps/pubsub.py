@@ -44,7 +44,9 @@ log = logging.getLogger("aiotcp.broker")
 MAX_TOPIC_BYTES = 200
 STATE_KEY = "pubsub.topics"
 USAGE = "expected SUB <topic> [FROM <entry-id>], UNSUB <topic> or PUB <topic> <text>"
+# A stream entry ID: MS[-SEQ], each a 64-bit unsigned number (Redis's own limit).
 ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+MAX_ID_PART = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,8 @@ def parse(line: str) -> Command | BadCommand:
         words = rest.split(" ")
         if verb == "SUB" and len(words) == 3 and words[1].upper() == "FROM":
             topic, after = words[0], words[2]
-            if not ENTRY_ID.fullmatch(after):
+            if not ENTRY_ID.fullmatch(after) or any(
+                    int(part) > MAX_ID_PART for part in after.split("-")):
                 return BadCommand(f"FROM needs a stream entry ID like 1700000000000-0, not {after!r}")
             why = topic_error(topic)
             return BadCommand(why) if why is not None else Command(verb, topic, after=after)
