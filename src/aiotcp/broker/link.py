@@ -115,6 +115,8 @@ class CommandPipe:
         self._failure: str | None = "redis: not connected yet"  # why the last round trip failed
         self.first_beat: asyncio.Future[None] | None = None  # the first PING's outcome
         self._down_since: float | None = None  # monotonic time the pipe went down
+        # Called when the pipe goes down (the broker drops its reader's link too).
+        self.on_down: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Start sending, and the heartbeat (its first PING goes now)."""
@@ -229,6 +231,8 @@ class CommandPipe:
             if self._failure is None and not self._closed:
                 self._down_since = time.monotonic()
                 log.error("broker: %s; not ready until Redis answers again", why)
+                if self.on_down is not None:
+                    self.on_down()
             self._failure = why
             failure = BrokerUnavailable(why)
             # What was queued behind it fails too: it would wait for another timeout on

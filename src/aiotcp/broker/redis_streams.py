@@ -89,7 +89,14 @@ class StreamsBroker:
         self._outage_since: float | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._reader_conn: Connection | None = None
+        self._kicked = False  # the pipe went down: the reader's session must end
+        self._kicks: set[asyncio.Task[None]] = set()
         fanout.position = self._position
+        # Redis stopped answering the pipe: the reader's link is as suspect (it may
+        # be idle, or blocked in XREAD for seconds): make it reconnect now, so that
+        # readiness, when it returns, is a reader that reads again.
+        self._pipe.on_down = self._kick_reader
 
     resumable = True
 
@@ -206,6 +213,19 @@ class StreamsBroker:
     def unsubscribe(self, topic: str) -> None:
         self._last.pop(topic, None)
 
+    def _kick_reader(self) -> None:
+        conn = self._reader_conn
+        if conn is None or self._stopping:
+            return
+        # Idle, it ends at its next turn (woken now); blocked in XREAD, its read fails
+        # when the socket closes. (A reconnect that redis-py would make by itself on the
+        # next command must not pass for the old link.)
+        self._kicked = True
+        self._topics_changed.set()
+        task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+        self._kicks.add(task)
+        task.add_done_callback(self._kicks.discard)
+
     def _wake_reader(self) -> None:
         """Make the reader start a new XREAD now (a topic joined, or shutdown began)."""
         self._topics_changed.set()
@@ -223,6 +243,7 @@ class StreamsBroker:
 
     async def _session(self, conn: Connection) -> None:
         """Read and deliver until shutdown; then read what is left without blocking."""
+        self._reader_conn = conn
         try:
             await conn.send_command("CLIENT", "ID")
             self._reader_id = int(await conn.read_response())
@@ -236,9 +257,13 @@ class StreamsBroker:
                     break
         finally:
             self._reader_id = None
+            self._reader_conn = None
 
     async def _read_once(self, conn: Connection, *, block: bool) -> int:
         """One XREAD over the topics; delivers and returns the number of entries."""
+        if self._kicked:
+            self._kicked = False
+            raise ConnectionError(self._pipe.why_down())
         if not self._last:
             if not block:
                 return 0
