@@ -6,6 +6,8 @@
 - ``run_server``: runs a Server in this process on the ``loop`` event loop.
 - ``clock``: a FakeClock the test advances.
 - ``upstream``, ``own_upstream``: the gateway's gRPC and HTTP upstreams (a child process).
+- ``netns``: test hosts in network namespaces (``support.netns.Hosts``), all deleted at
+  teardown, failure or not.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 from support.certs import Certs, make_certs
 from support.fakes import FakeClock
 from support.inprocess import run_server as run_server_in_process
+from support.netns import Hosts, hosts
 from support.process import ServerProcess
 from support.services import STORES, execute, service_url, with_table
 from support.upstreams import Upstream, upstream_process
@@ -100,3 +103,10 @@ def own_upstream(certs: Certs) -> Iterator[Upstream]:
     """Upstreams of this test alone: it may kill, restart or make them unhealthy."""
     with upstream_process(certs.server) as up:
         yield up
+
+
+@pytest.fixture
+def netns() -> Iterator[Hosts]:
+    """Hosts in network namespaces for this test; fails (never skips) without root or ``ip``."""
+    with hosts() as made:
+        yield made

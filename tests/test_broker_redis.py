@@ -166,6 +166,8 @@ def test_pub_while_redis_is_down_is_err_unavailable_and_the_connection_stays(
                 own.start()
                 await await_until(lambda: a.server.ready, "the broker back")
                 assert await pub.request("PUB down 3") == "已收到: 3"
+                if mode == "pubsub":  # its subscription was lost: it is told
+                    assert await sub.recv() == "GAP down ?"
                 assert await sub.recv() == "MSG down 3"
                 assert a.server.stats.errors["unavailable"] == 2
                 await sub.close()

@@ -54,6 +54,8 @@ BAD_VALUES = [
     ("workers", "many", "must be a whole number or 'auto', not 'many'"),
     ("ack_prefix", "got\n", "must not contain a line break"),
     ("max_pipeline", "0", "must be >= 1, not 0"),
+    ("broker_timeout", "0", "must be > 0, not 0.0"),
+    ("store_timeout", "0", "must be > 0, not 0.0"),
 ]
 # Every float setting must be finite and >= 0, whatever it is.
 FLOAT_SETTINGS = [name for name, kind in field_types().items() if kind is float]

@@ -17,6 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+# The ingest app's network stores: a connect or commit slower than this fails (ERR
+# unavailable). The stores' own default, where its reason is given.
+from aiotcp.stores import DEFAULT_TIMEOUT as DEFAULT_STORE_TIMEOUT
+
 # 64 KiB: Redis rejects an inline request over 64 KiB and closes; h11 and asyncio streams
 # use limits of the same order. A frame longer than this is an attack or a bug.
 DEFAULT_MAX_LINE = 64 * 1024
@@ -52,6 +56,11 @@ DEFAULT_PROXY_TRUSTED = "127.0.0.0/8,::1/128"
 MAX_WORKERS_PER_CORE = 4
 
 DEFAULT_STREAM_MAXLEN = 100_000
+# A Redis broker link that answers nothing (not even its heartbeat PING, sent every third
+# of this) for this many seconds is down: /readyz 503 and PUB ERR unavailable. Redis
+# answers in well under a millisecond; 3 s rides out a loaded machine's hiccups and is
+# within HAProxy's usual check bound (inter 1s, fall 2).
+DEFAULT_BROKER_TIMEOUT = 3.0
 DEFAULT_MAX_SUBSCRIPTIONS = 100
 
 # The gateway app. Calls in flight at the upstream per process: aiohttp's connection pool
@@ -246,6 +255,11 @@ class Config:
         default="sqlite:///aiotcp-ingest.db",
         metadata=_opt("ingest app: sqlite:///PATH, postgresql://..., mysql://..."),
     )
+    store_timeout: float = field(
+        default=DEFAULT_STORE_TIMEOUT,
+        metadata=_opt("ingest app: seconds a PostgreSQL/MySQL connect or commit may take "
+                      "before its messages get ERR unavailable"),
+    )
     redis: str = field(default="redis://127.0.0.1:6379/0", metadata=_opt("kv app: Redis URL"))
     broker: str = field(
         default="", metadata=_opt("pubsub app: redis://HOST:PORT/DB ('' = this process only)")
@@ -259,6 +273,11 @@ class Config:
     )
     max_subscriptions: int = field(
         default=DEFAULT_MAX_SUBSCRIPTIONS, metadata=_opt("pubsub app: topics per connection")
+    )
+    broker_timeout: float = field(
+        default=DEFAULT_BROKER_TIMEOUT,
+        metadata=_opt("pubsub app: seconds without an answer from Redis (heartbeat PING every "
+                      "third of it) before the broker is down: /readyz 503, PUB ERR unavailable"),
     )
     # ---- operations: listeners, deploys, TLS profile -------------------------------------
     # Any of bind, uds, fd (or systemd socket activation) replaces --host/--port.
@@ -375,6 +394,10 @@ class Config:
             raise ConfigError(f"{{upstream_concurrency}} must be >= 1, not {self.upstream_concurrency}")
         if self.upstream_retries < 0:
             raise ConfigError(f"{{upstream_retries}} must be >= 0, not {self.upstream_retries}")
+        if self.store_timeout <= 0:
+            raise ConfigError(f"{{store_timeout}} must be > 0, not {self.store_timeout}")
+        if self.broker_timeout <= 0:
+            raise ConfigError(f"{{broker_timeout}} must be > 0, not {self.broker_timeout}")
         if self.upstream_health_interval <= 0:
             raise ConfigError(
                 f"{{upstream_health_interval}} must be > 0, not {self.upstream_health_interval}")

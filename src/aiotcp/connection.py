@@ -197,19 +197,20 @@ class Connection(Lifecycle, asyncio.Protocol):
             extra.closers = []
         extra.closers.append(fn)
 
-    def send(self, *frames: Any) -> bool:
+    def send(self, *frames: Any, past_limit: bool = False) -> bool:
         """Push frames to the client outside the reply order (e.g. pub/sub messages), in
         one write.
 
         Returns False, sending nothing, if the connection is closing or already holds
-        PUSH_BACKLOG_LIMIT bytes the client has not read. A frame the protocol cannot
-        carry (a line break under line framing) is left out, logged and counted as
-        internal: the client never reads a frame that is not one.
+        PUSH_BACKLOG_LIMIT bytes the client has not read (``past_limit``: queue them
+        anyway, for the one error a handler sends before ``close()``). A frame the
+        protocol cannot carry (a line break under line framing) is left out, logged and
+        counted as internal: the client never reads a frame that is not one.
         """
         t = self._transport
         if self._state != OPEN or t is None or t.is_closing():
             return False
-        if t.get_write_buffer_size() > PUSH_BACKLOG_LIMIT:
+        if not past_limit and t.get_write_buffer_size() > PUSH_BACKLOG_LIMIT:
             return False
         codec = self.codec
         try:

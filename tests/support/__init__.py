@@ -8,6 +8,7 @@
 - ``waiting``: waiting for an event with a hang-guard deadline (never sleep and hope).
 - ``certs``, ``tls``: certificates made with trustme, TLS clients.
 - ``haproxy``: a real HAProxy on loopback with a generated config.
+- ``netns``: test hosts in network namespaces; partitions (link down), SIGSTOP/SIGCONT.
 - ``apps/``: handlers the served processes load with ``--app MODULE:NAME``.
 
 Fixtures built on these live in ``tests/conftest.py``.

@@ -93,7 +93,7 @@ def make_app(config: Config) -> App:
     """The ingest app for ``config.store``. Raises AppError (one line) for a store URL
     with an unknown scheme or option, or whose driver is not installed."""
     try:
-        store = store_from_url(config.store)
+        store = store_from_url(config.store, config.store_timeout)
     except StoreError as e:
         raise AppError(str(e)) from None
     committer = GroupCommitter(store, per_message=store.url.commit == "each")

@@ -3,6 +3,7 @@
 Commands (one per line; the verb in any case):
 
 ``SUB <topic>``          ``OK SUB <topic>`` once the subscription is live
+``SUB <topic> FROM <id>`` streams mode: the entries after ``<id>`` first, then live
 ``UNSUB <topic>``        ``OK UNSUB <topic>``
 ``PUB <topic> <text>``   ``已收到: <text>`` once the broker accepted it, or
                          ``ERR unavailable <reason>`` while it cannot be reached
@@ -13,6 +14,11 @@ streams mode), pushed outside the reply order. A topic is 1-200 bytes of printab
 UTF-8 without spaces. Errors: ``ERR bad-command <why>`` and ``ERR too-many-subscriptions
 <why>`` (the connection stays open). A connection's subscriptions end when it closes.
 
+Nothing is lost without the subscriber being told (``aiotcp.broker.fanout``): a
+subscriber too far behind gets ``GAP <topic> <n>`` before its next message (local and
+pub/sub modes), or, in streams mode, ``ERR lagging <topic> <entry-id> ...`` and is
+closed; ``SUB <topic> FROM <entry-id>`` (on any instance) resumes after that entry.
+
 The handler is an ``async def batch``: everything a client pipelined is handled in one
 call, in order, and its PUBs go to the broker in one round trip.
 """
@@ -20,6 +26,7 @@ call, in order, and its PUBs go to the broker in one round trip.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +43,10 @@ log = logging.getLogger("aiotcp.broker")
 # a payload, and every MSG line repeats it.
 MAX_TOPIC_BYTES = 200
 STATE_KEY = "pubsub.topics"
-USAGE = "expected SUB <topic>, UNSUB <topic> or PUB <topic> <text>"
+USAGE = "expected SUB <topic> [FROM <entry-id>], UNSUB <topic> or PUB <topic> <text>"
+# A stream entry ID: MS[-SEQ], each a 64-bit unsigned number (Redis's own limit).
+ENTRY_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
+MAX_ID_PART = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +54,7 @@ class Command:
     verb: str  # "SUB", "UNSUB" or "PUB"
     topic: str
     text: str = ""
+    after: str = ""  # SUB ... FROM <entry-id>: resume after this stream entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,14 @@ def parse(line: str) -> Command | BadCommand:
         topic, text = rest, ""
         if not sep:
             return BadCommand(f"expected {verb} <topic>")
+        words = rest.split(" ")
+        if verb == "SUB" and len(words) == 3 and words[1].upper() == "FROM":
+            topic, after = words[0], words[2]
+            if not ENTRY_ID.fullmatch(after) or any(
+                    int(part) > MAX_ID_PART for part in after.split("-")):
+                return BadCommand(f"FROM needs a stream entry ID like 1700000000000-0, not {after!r}")
+            why = topic_error(topic)
+            return BadCommand(why) if why is not None else Command(verb, topic, after=after)
     else:
         return BadCommand(USAGE)
     why = topic_error(topic)
@@ -104,6 +123,8 @@ class PubSub:
                 replies.append(self._error("bad-command", cmd.why))
             elif cmd.verb == "PUB":
                 replies.append(self._publish(cmd))
+            elif cmd.verb == "SUB" and cmd.after:
+                replies.append(await self._resume(cmd.topic, cmd.after, conn))
             elif cmd.verb == "SUB":
                 replies.append(await self._subscribe(cmd.topic, conn))
             else:
@@ -152,13 +173,39 @@ class PubSub:
             return self._error("unavailable", str(e))
         return f"OK SUB {topic}"
 
+    async def _resume(self, topic: str, after: str, conn: Any) -> str:
+        """SUB ... FROM: the entries after ``after`` (streams mode), then live ones."""
+        assert self.broker is not None
+        if not self.broker.resumable:
+            return self._error("bad-command", "FROM needs --broker-mode streams (entry IDs)")
+        topics = self._topics(conn)
+        if topic in topics:
+            return self._error("bad-command", f"already subscribed to {topic}")
+        if len(topics) >= self.max_subscriptions:
+            return self._error(
+                "too-many-subscriptions", f"limit {self.max_subscriptions} per connection"
+            )
+        topics.add(topic)
+        conn.listening = True
+        try:
+            await self.broker.subscribe(topic)
+            await self.broker.replay(topic, after, conn)  # joins the fanout when caught up
+        except BrokerUnavailable as e:
+            self._unsubscribe(topic, conn)
+            return self._error("unavailable", str(e))
+        except ValueError as e:  # the stream no longer holds what follows ``after``
+            self._unsubscribe(topic, conn)
+            return self._error("trimmed", str(e))
+        return f"OK SUB {topic}"
+
     def _unsubscribe(self, topic: str, conn: Any) -> None:
         topics = self._topics(conn)
         topics.discard(topic)
         if not topics:
             conn.listening = False
-        if self.fanout.remove(topic, conn) and self.broker is not None:
-            self.broker.unsubscribe(topic)
+        removed_last = self.fanout.remove(topic, conn)
+        if self.broker is not None and (removed_last or not self.fanout.has(topic)):
+            self.broker.unsubscribe(topic)  # (not in the fanout: a replay that failed)
 
     def _topics(self, conn: Any) -> set[str]:
         state = conn.state

@@ -47,7 +47,9 @@ def open_broker(config: Config, fanout: Fanout) -> Broker:
     if config.broker_mode == "streams":
         from aiotcp.broker.redis_streams import StreamsBroker
 
-        return StreamsBroker(settings, fanout, config.stream_maxlen, config.message_ids)
+        return StreamsBroker(
+            settings, fanout, config.stream_maxlen, config.message_ids, config.broker_timeout
+        )
     from aiotcp.broker.redis_pubsub import PubSubBroker
 
-    return PubSubBroker(settings, fanout)
+    return PubSubBroker(settings, fanout, config.broker_timeout)

@@ -7,7 +7,7 @@ imports every broker module) so that the brokers import these names without a cy
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Any, Protocol
 
 # Redis key (channel and stream) of a topic: a prefix keeps aiotcp's keys apart from
 # whatever else shares the database.
@@ -22,6 +22,11 @@ class BrokerUnavailable(Exception):
 
 class Broker(Protocol):
     """What the pubsub app needs of a broker. Every method is called on the loop."""
+
+    @property
+    def resumable(self) -> bool:
+        """True if :meth:`replay` works: messages have entry IDs (Redis Streams)."""
+        ...
 
     @property
     def ready(self) -> bool:
@@ -40,6 +45,13 @@ class Broker(Protocol):
     async def subscribe(self, topic: str) -> None:
         """Make this instance receive ``topic`` (its first local subscriber). Returns
         once a message published from now on will be delivered; raises BrokerUnavailable."""
+        ...
+
+    async def replay(self, topic: str, after: str, conn: Any) -> None:
+        """Resumable brokers, after :meth:`subscribe`: push ``conn`` the messages of
+        ``topic`` after entry ``after``, then add it to the fanout, with nothing missed
+        or repeated between the two. Raises BrokerUnavailable, or ValueError if the
+        broker no longer holds everything after ``after``."""
         ...
 
     def unsubscribe(self, topic: str) -> None:

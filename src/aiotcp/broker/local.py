@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Generator
 from typing import Any
 
+from aiotcp.broker.contract import BrokerUnavailable
 from aiotcp.broker.fanout import Fanout
 
 
@@ -36,6 +37,11 @@ class LocalBroker:
         self.fanout.deliver(topic, f"MSG {topic} {text}")
         self.fanout.stats.pubsub_published += 1
         return DONE
+
+    resumable = False
+
+    async def replay(self, topic: str, after: str, conn: Any) -> None:
+        raise BrokerUnavailable("this broker has no entry IDs to resume from")
 
     async def subscribe(self, topic: str) -> None:
         return None

@@ -9,7 +9,8 @@ included, so every subscriber sees one order per publisher.
 A SUB returns once Redis confirmed the SUBSCRIBE. When the subscribing connection is
 lost, the reader reconnects with backoff, subscribes every topic again and logs, once
 confirmed, that messages published during the outage may have been lost: Redis
-pub/sub keeps nothing for a subscriber that is not connected.
+pub/sub keeps nothing for a subscriber that is not connected. Each local subscriber is
+told too: its next message on each topic comes after ``GAP <topic> ?``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from redis.asyncio.connection import Connection
 from aiotcp.broker.contract import KEY_PREFIX, BrokerUnavailable
 from aiotcp.broker.fanout import Fanout
 from aiotcp.broker.link import (
+    BEATS_PER_TIMEOUT,
     COMMAND_TIMEOUT,
     CommandPipe,
     Settings,
@@ -37,13 +39,10 @@ from aiotcp.broker.link import (
 
 log = logging.getLogger("aiotcp.broker")
 
-# Redis confirms a SUBSCRIBE in well under a millisecond; a SUB that waits this long
-# gets ERR unavailable.
-SUBSCRIBE_TIMEOUT = COMMAND_TIMEOUT
-# The subscribing connection receives nothing while topics are quiet: PING it this
-# often, and treat it as lost when nothing (not even the PONG) came for DEAD_AFTER.
-PING_INTERVAL = 2.0
-DEAD_AFTER = 3 * PING_INTERVAL
+# Redis confirms a SUBSCRIBE in well under a millisecond; a SUB that waits the broker
+# timeout (``--broker-timeout``) gets ERR unavailable. The subscribing connection
+# receives nothing while topics are quiet: it is PINGed every timeout/BEATS_PER_TIMEOUT
+# and treated as lost when nothing (not even the PONG) came for the timeout.
 # Messages taken from the buffer in one go before delivering (bounds one loop turn).
 MAX_BURST = 1000
 # On shutdown, how long the reader may take to read what Redis already sent.
@@ -53,11 +52,12 @@ DRAIN_TIMEOUT = 2.0
 class PubSubBroker:
     """See the module doc."""
 
-    def __init__(self, settings: Settings, fanout: Fanout) -> None:
+    def __init__(self, settings: Settings, fanout: Fanout, timeout: float = COMMAND_TIMEOUT) -> None:
         self._settings = settings
         self._fanout = fanout
         self._stats = fanout.stats
-        self._pipe = CommandPipe(settings)
+        self._timeout = timeout
+        self._pipe = CommandPipe(settings, timeout)
         self._conn: Connection | None = None
         self._wanted: set[str] = set()  # topics with local subscribers
         self._requested: set[str] = set()  # SUBSCRIBE sent on this connection, no UNSUBSCRIBE since
@@ -75,7 +75,9 @@ class PubSubBroker:
 
     @property
     def ready(self) -> bool:
-        return self._connected
+        """Subscribed (the reader's link is there) and Redis answered the heartbeat
+        within the timeout."""
+        return self._connected and self._pipe.up
 
     async def start(self) -> None:
         """Start the reader and the publisher, and wait for the reader's first connection
@@ -85,6 +87,8 @@ class PubSubBroker:
         self._reader = loop.create_task(self._read_forever(), name="aiotcp-pubsub-reader")
         self._spawn(self._keep_alive())
         await self._first_attempt.wait()
+        if self._pipe.first_beat is not None:  # ready at once if Redis is there
+            await asyncio.shield(self._pipe.first_beat)
 
     def publish(self, topic: str, text: str) -> Awaitable[None]:
         return self._published(self._pipe.submit("PUBLISH", KEY_PREFIX + topic, text))
@@ -92,6 +96,11 @@ class PubSubBroker:
     async def _published(self, reply: Awaitable[Any]) -> None:
         await reply
         self._stats.pubsub_published += 1
+
+    resumable = False
+
+    async def replay(self, topic: str, after: str, conn: Any) -> None:
+        raise BrokerUnavailable("this broker has no entry IDs to resume from")
 
     async def subscribe(self, topic: str) -> None:
         self._wanted.add(topic)
@@ -105,11 +114,11 @@ class PubSubBroker:
         if topic not in self._requested:
             await self._send(conn, "SUBSCRIBE", [topic])
         try:
-            async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
+            async with asyncio.timeout(self._timeout):
                 await fut
         except TimeoutError:
             raise BrokerUnavailable(
-                f"redis: SUBSCRIBE not confirmed in {SUBSCRIBE_TIMEOUT:g}s"
+                f"redis: SUBSCRIBE not confirmed in {self._timeout:g}s"
             ) from None
         finally:
             waiting = self._waiters.get(topic)
@@ -145,7 +154,8 @@ class PubSubBroker:
 
     async def _read_forever(self) -> None:
         await keep_reading(
-            self._settings, None, self._session, self._lost, lambda: self._stopping
+            self._settings, None, self._session, self._lost, lambda: self._stopping,
+            self._timeout,
         )
 
     async def _session(self, conn: Connection) -> None:
@@ -154,8 +164,8 @@ class PubSubBroker:
             # A proxy in the way accepts the TCP connection even with Redis gone: only
             # an answer proves the link.
             await conn.send_command("PING", check_health=False)
-            if await conn.read_response(timeout=COMMAND_TIMEOUT) is None:
-                raise TimeoutError(f"no answer to PING in {COMMAND_TIMEOUT:g}s")
+            if await conn.read_response(timeout=self._timeout) is None:
+                raise TimeoutError(f"no answer to PING in {self._timeout:g}s")
             await self._connected_on(conn)
             while True:
                 burst = [await conn.read_response(timeout=math.inf)]
@@ -243,6 +253,8 @@ class PubSubBroker:
     def _lost(self, exc: BaseException) -> None:
         self._first_attempt.set()
         was_connected = self._connected
+        if was_connected:  # what is published until resubscribed never reaches us
+            self._fanout.lost_unknown()
         self._connected = False
         self._live.clear()
         self._pipe.reset()
@@ -261,11 +273,11 @@ class PubSubBroker:
     async def _keep_alive(self) -> None:
         """PING the subscribing connection; drop it when Redis stopped answering."""
         while not self._stopping:
-            await asyncio.sleep(PING_INTERVAL)
+            await asyncio.sleep(self._timeout / BEATS_PER_TIMEOUT)
             conn = self._conn
             if conn is None or not self._connected:
                 continue
-            if time.monotonic() - self._last_seen > DEAD_AFTER:
+            if time.monotonic() - self._last_seen > self._timeout:
                 with contextlib.suppress(Exception):
                     await conn.disconnect(nowait=True)  # the reader's read fails: reconnect
                 continue

@@ -10,6 +10,15 @@ still holds it: each is trimmed to about ``--stream-maxlen`` entries).
 A SUB of a topic new to the instance records the stream's last ID (XREVRANGE ... COUNT
 1) before it answers, so whatever is published after ``OK SUB`` is delivered, then
 wakes the reader (CLIENT UNBLOCK) so its next XREAD covers the topic.
+
+A subscriber is never dropped silently: the fanout knows the last entry it sent each one
+and closes one that falls behind with ``ERR lagging <topic> <entry-id>``. ``SUB <topic>
+FROM <entry-id>`` (:meth:`StreamsBroker.replay`) sends the entries after that one
+(XRANGE, exclusive start) up to where this instance's reader is, then joins the live
+delivery at that point: nothing missed, nothing repeated, on any instance. If the stream
+was trimmed past that entry (older than ``XINFO STREAM``'s first entry), the SUB is
+refused with ``ERR trimmed``: what was trimmed cannot be sent, and is not passed over
+in silence.
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ from aiotcp.broker.link import (
 
 log = logging.getLogger("aiotcp.broker")
 
-# XREAD blocks this long when nothing arrives, so a silent link is noticed within it
-# plus COMMAND_TIMEOUT; a new topic normally joins at once (CLIENT UNBLOCK).
+# XREAD blocks this long when nothing arrives, so the reader notices a silent link within
+# it plus the broker timeout (the heartbeat makes the instance not ready sooner, within
+# the timeout); a new topic normally joins at once (CLIENT UNBLOCK).
 BLOCK_MS = 2000
 # Entries per XREAD: bounds one read's memory and the time one loop turn delivers.
 READ_COUNT = 1000
@@ -47,6 +57,9 @@ IDLE_PING = 2.0
 DRAIN_READS = 10
 DRAIN_TIMEOUT = 2.0
 NO_ENTRY = b"0-0"
+# A replay pushes into a subscriber that may be far behind: while its output is over the
+# push backlog, look again this often (it is reading, or the write timeout closes it).
+REPLAY_POLL = 0.01
 
 
 def id_key(entry_id: bytes) -> tuple[int, int]:
@@ -57,13 +70,17 @@ def id_key(entry_id: bytes) -> tuple[int, int]:
 class StreamsBroker:
     """See the module doc."""
 
-    def __init__(self, settings: Settings, fanout: Fanout, maxlen: int, message_ids: bool) -> None:
+    def __init__(
+        self, settings: Settings, fanout: Fanout, maxlen: int, message_ids: bool,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
         self._settings = settings
         self._fanout = fanout
         self._stats = fanout.stats
         self._maxlen = maxlen
         self._message_ids = message_ids
-        self._pipe = CommandPipe(settings)
+        self._timeout = timeout
+        self._pipe = CommandPipe(settings, timeout)
         self._last: dict[str, bytes] = {}  # topic -> last entry ID delivered (or seen at SUB)
         self._locating: dict[str, asyncio.Future[None]] = {}
         self._topics_changed = asyncio.Event()
@@ -72,10 +89,26 @@ class StreamsBroker:
         self._outage_since: float | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._reader_conn: Connection | None = None
+        self._kicked = False  # the pipe went down: the reader's session must end
+        self._kicks: set[asyncio.Task[None]] = set()
+        fanout.position = self._position
+        # Redis stopped answering the pipe: the reader's link is as suspect (it may
+        # be idle, or blocked in XREAD for seconds): make it reconnect now, so that
+        # readiness, when it returns, is a reader that reads again.
+        self._pipe.on_down = self._kick_reader
+
+    resumable = True
+
+    def _position(self, topic: str) -> str | None:
+        """The entry up to which this instance delivered ``topic``."""
+        last = self._last.get(topic)
+        return last.decode() if last is not None else None
 
     @property
     def ready(self) -> bool:
-        return self._connected
+        """The reader reaches Redis and Redis answered the heartbeat within the timeout."""
+        return self._connected and self._pipe.up
 
     async def start(self) -> None:
         """Check that Redis answers (raise BrokerUnavailable if not); start the tasks."""
@@ -117,8 +150,81 @@ class StreamsBroker:
             self._locating.pop(topic, None)
         self._wake_reader()
 
+    async def replay(self, topic: str, after: str, conn: Any) -> None:
+        """See the module doc and the Broker contract."""
+        key = KEY_PREFIX + topic
+        cursor = after.encode() if b"-" in after.encode() else after.encode() + b"-0"
+        first = await self._trimmed_after(key, cursor)
+        if first is not None:
+            raise ValueError(
+                f"{topic} no longer holds every entry after {after} (its first is "
+                f"{first.decode()}; --stream-maxlen trims); SUB {topic} without FROM "
+                f"starts from now"
+            )
+        while True:
+            upto = self._last.get(topic)
+            if upto is None:  # unsubscribed meanwhile (the connection left)
+                return
+            if id_key(cursor) >= id_key(upto):
+                break
+            entries = await self._pipe.call(
+                "XRANGE", key, b"(" + cursor, upto, "COUNT", READ_COUNT)
+            if not entries:
+                cursor = upto
+                break
+            lines, ids = self._lines(topic, entries, id_key(cursor))
+            for i in range(0, len(lines), 100):
+                while not conn.send(*lines[i:i + 100]):
+                    if conn.closing:
+                        return
+                    await asyncio.sleep(REPLAY_POLL)
+            cursor = ids[-1].encode()
+        if not conn.closing:  # synchronously after the check: the reader goes on from upto
+            self._fanout.add(topic, conn, after=cursor.decode())
+
+    async def _trimmed_after(self, key: str, cursor: bytes) -> bytes | None:
+        """The stream's first entry if entries after ``cursor`` may have been trimmed
+        away, else None. Trimming removes the oldest entries: if some were removed and
+        ``cursor`` is older than the first one kept, what followed it may be gone
+        (Redis 7 counts entries-added; without it, assume so)."""
+        if not await self._pipe.call("EXISTS", key):
+            return None
+        info = await self._pipe.call("XINFO", "STREAM", key)
+        fields = dict(zip(info[::2], info[1::2], strict=False))
+        first = fields.get(b"first-entry")
+        removed = int(fields.get(b"entries-added", 1)) > int(fields.get(b"length", 0))
+        if first and removed and id_key(cursor) < id_key(first[0]):
+            return bytes(first[0])
+        return None
+
+    async def _check_trimmed(self) -> None:
+        """After an outage: tell the subscribers of each topic whose stream was trimmed
+        past what this instance had read (``GAP <topic> ?`` before the next message).
+        Raises BrokerUnavailable if Redis cannot tell: the reader reconnects and asks
+        again before reading on."""
+        for topic, last in list(self._last.items()):
+            first = await self._trimmed_after(KEY_PREFIX + topic, last)
+            if first is not None and self._last.get(topic) == last:
+                log.warning("broker: %s was trimmed past what this instance had read "
+                            "(%s; first kept %s): its subscribers are told (GAP)",
+                            topic, last.decode(), first.decode())
+                self._fanout.lost_unknown(topic)
+
     def unsubscribe(self, topic: str) -> None:
         self._last.pop(topic, None)
+
+    def _kick_reader(self) -> None:
+        conn = self._reader_conn
+        if conn is None or self._stopping:
+            return
+        # Idle, it ends at its next turn (woken now); blocked in XREAD, its read fails
+        # when the socket closes. (A reconnect that redis-py would make by itself on the
+        # next command must not pass for the old link.)
+        self._kicked = True
+        self._topics_changed.set()
+        task = asyncio.get_running_loop().create_task(conn.disconnect(nowait=True))
+        self._kicks.add(task)
+        task.add_done_callback(self._kicks.discard)
 
     def _wake_reader(self) -> None:
         """Make the reader start a new XREAD now (a topic joined, or shutdown began)."""
@@ -131,15 +237,18 @@ class StreamsBroker:
 
     async def _read_forever(self) -> None:
         await keep_reading(
-            self._settings, BLOCK_MS / 1000 + COMMAND_TIMEOUT, self._session, self._down,
-            lambda: self._stopping,
+            self._settings, BLOCK_MS / 1000 + self._timeout, self._session, self._down,
+            lambda: self._stopping, self._timeout,
         )
 
     async def _session(self, conn: Connection) -> None:
         """Read and deliver until shutdown; then read what is left without blocking."""
+        self._reader_conn = conn
         try:
             await conn.send_command("CLIENT", "ID")
             self._reader_id = int(await conn.read_response())
+            if self._outage_since is not None:  # before the first XREAD: what it
+                await self._check_trimmed()  # reads next then comes after the GAP
             self._up()
             while not self._stopping:
                 await self._read_once(conn, block=True)
@@ -148,9 +257,13 @@ class StreamsBroker:
                     break
         finally:
             self._reader_id = None
+            self._reader_conn = None
 
     async def _read_once(self, conn: Connection, *, block: bool) -> int:
         """One XREAD over the topics; delivers and returns the number of entries."""
+        if self._kicked:
+            self._kicked = False
+            raise ConnectionError(self._pipe.why_down())
         if not self._last:
             if not block:
                 return 0
@@ -183,10 +296,20 @@ class StreamsBroker:
         if last is None:
             return  # unsubscribed meanwhile
         # Resubscribed meanwhile (a newer start ID): skip what precedes it.
-        floor = id_key(last)
+        lines, ids = self._lines(topic, entries, id_key(last))
+        if not ids:
+            return
+        self._fanout.deliver_entries(topic, lines, ids)
+        self._last[topic] = ids[-1].encode()
+
+    def _lines(
+        self, topic: str, entries: list[Any], floor: tuple[int, int]
+    ) -> tuple[list[str], list[str]]:
+        """The MSG lines of the entries after ``floor``, and their entry IDs."""
         with_ids = self._message_ids
         field = TEXT_FIELD.encode()
-        lines = []
+        lines: list[str] = []
+        ids: list[str] = []
         for entry_id, fields in entries:
             if id_key(entry_id) <= floor:
                 continue
@@ -196,13 +319,13 @@ class StreamsBroker:
                     text = fields[i + 1]
                     break
             body = text.decode("utf-8", "replace")
+            eid = entry_id.decode()
             if with_ids:
-                lines.append(f"MSG {topic} {entry_id.decode()} {body}")
+                lines.append(f"MSG {topic} {eid} {body}")
             else:
                 lines.append(f"MSG {topic} {body}")
-            last = entry_id
-        self._fanout.deliver_many(topic, lines)
-        self._last[topic] = last
+            ids.append(eid)
+        return lines, ids
 
     def _up(self) -> None:
         self._connected = True

@@ -41,6 +41,11 @@ __all__ = [
 Row = tuple[float, str, str]
 
 DEFAULT_TABLE = "messages"
+# ``--store-timeout``: a connect or commit of a network store (PostgreSQL, MySQL) that
+# takes longer fails, and its messages are answered ERR unavailable; a healthy commit
+# takes milliseconds, a reconnect well under a second; 10 s rides out a loaded machine's
+# fsync stalls.
+DEFAULT_TIMEOUT = 10.0
 # A table name goes into SQL text (drivers bind values, not identifiers), so it is held
 # to a plain lower-case identifier (one that no database folds or needs quoted); 63 is
 # PostgreSQL's identifier limit, the smallest of the three.
@@ -148,8 +153,9 @@ def parse_store_url(url: str) -> StoreURL:
     return StoreURL(scheme, driver_url, table, commit, shown)
 
 
-def store_from_url(url: str) -> Store:
-    """The (unopened) store a URL names. Raises StoreError: unknown scheme, bad option,
+def store_from_url(url: str, timeout: float = DEFAULT_TIMEOUT) -> Store:
+    """The (unopened) store a URL names, its connects and commits bounded by
+    ``timeout`` seconds (network stores). Raises StoreError: unknown scheme, bad option,
     or a driver that is not installed (naming the ``pip install`` that brings it)."""
     parsed = parse_store_url(url)
     module_name, driver, extra = SCHEMES[parsed.scheme]
@@ -159,5 +165,5 @@ def store_from_url(url: str) -> Store:
     except ImportError as e:
         hint = f": pip install 'aiotcp[{extra}]'" if extra else ""
         raise StoreError(f"store {parsed.shown} needs {e.name or driver}{hint}") from None
-    store: Store = module.make_store(parsed)
+    store: Store = module.make_store(parsed, timeout)
     return store

@@ -12,9 +12,11 @@ whose calls block (sqlite3: it offers ``append_blocking``) it is a thread of its
 that takes the next batch the moment a commit returns, so commits follow each other
 without waiting for the event loop to come round; futures are resolved on the loop.
 
-A failed commit fails every future of its batch with StoreUnavailable (its reason);
-the writer goes on, and the next batch tries the store again (stores reconnect), so
-the service recovers when the store does.
+A failed commit fails every future of its batch with StoreUnavailable (its reason), and
+(stores that await: PostgreSQL, MySQL) what was queued behind it too: it would wait for
+another ``--store-timeout`` against a store just found unreachable, so every message
+is answered within one timeout. The writer goes on, and the next batch tries the store
+again (stores reconnect), so the service recovers when the store does.
 """
 
 from __future__ import annotations
@@ -127,7 +129,10 @@ class GroupCommitter:
                         self.commits += 1
                         await self.store.append(rows)
                 except Exception as e:  # noqa: BLE001 (logged if not StoreUnavailable)
-                    _settle(entries, _reason(self.store, e))
+                    reason = _reason(self.store, e)
+                    with self._lock:
+                        queued, self._queue, self._queued_rows = self._queue, [], 0
+                    _settle(entries + queued, reason)
                 else:
                     _settle(entries, None)
             self._in_flight = []

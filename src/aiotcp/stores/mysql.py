@@ -15,13 +15,10 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from aiotcp.stores import Row, StoreUnavailable, StoreURL, one_line
+from aiotcp.stores import DEFAULT_TIMEOUT, Row, StoreUnavailable, StoreURL, one_line
 
 # A connect that takes longer than this fails: clients get ERR unavailable, not a hang.
 CONNECT_TIMEOUT = 10.0
-# The longest one commit may take before it counts as failed and the connection is
-# dropped; a healthy commit takes milliseconds.
-COMMIT_TIMEOUT = 30.0
 DEFAULT_PORT = 3306
 ERRORS = (pymysql.err.MySQLError, OSError, TimeoutError)
 
@@ -29,8 +26,9 @@ ERRORS = (pymysql.err.MySQLError, OSError, TimeoutError)
 class MySQLStore:
     """See the module doc."""
 
-    def __init__(self, url: StoreURL) -> None:
+    def __init__(self, url: StoreURL, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = url
+        self.timeout = timeout
         parts = urllib.parse.urlsplit(url.driver_url)
         self._params: dict[str, Any] = {
             "host": parts.hostname or "127.0.0.1",
@@ -40,7 +38,7 @@ class MySQLStore:
             "db": parts.path.lstrip("/") or None,
             "charset": "utf8mb4",
             "autocommit": False,
-            "connect_timeout": CONNECT_TIMEOUT,
+            "connect_timeout": min(CONNECT_TIMEOUT, timeout),
         }
         self._conn: Any = None
         t = url.table
@@ -76,7 +74,7 @@ class MySQLStore:
 
     async def open(self) -> None:
         try:
-            await asyncio.wait_for(self._connection(), CONNECT_TIMEOUT)
+            await asyncio.wait_for(self._connection(), min(CONNECT_TIMEOUT, self.timeout))
         except ERRORS as e:
             self._drop()
             raise StoreUnavailable(one_line(e)) from e
@@ -89,7 +87,7 @@ class MySQLStore:
 
     async def append(self, rows: list[Row]) -> None:
         try:
-            await asyncio.wait_for(self._write(rows), COMMIT_TIMEOUT)
+            await asyncio.wait_for(self._write(rows), self.timeout)  # connect included
         except ERRORS as e:
             self._drop()
             raise StoreUnavailable(one_line(e)) from e
@@ -106,5 +104,5 @@ class MySQLStore:
                 conn.close()
 
 
-def make_store(url: StoreURL) -> MySQLStore:
-    return MySQLStore(url)
+def make_store(url: StoreURL, timeout: float = DEFAULT_TIMEOUT) -> MySQLStore:
+    return MySQLStore(url, timeout)

@@ -14,14 +14,11 @@ from typing import Any
 
 import asyncpg
 
-from aiotcp.stores import Row, StoreUnavailable, StoreURL, one_line
+from aiotcp.stores import DEFAULT_TIMEOUT, Row, StoreUnavailable, StoreURL, one_line
 
 # A connect that takes longer than this fails (a host that drops packets, a server
 # that accepts but never answers): clients get ERR unavailable rather than a hang.
 CONNECT_TIMEOUT = 10.0
-# The longest one commit may take before it counts as failed and the connection is
-# dropped; a healthy commit takes milliseconds.
-COMMIT_TIMEOUT = 30.0
 COLUMNS = ("received_at", "peer", "body")
 APPLICATION_NAME = "aiotcp-ingest"
 
@@ -29,8 +26,9 @@ APPLICATION_NAME = "aiotcp-ingest"
 class PostgresStore:
     """See the module doc."""
 
-    def __init__(self, url: StoreURL) -> None:
+    def __init__(self, url: StoreURL, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = url
+        self.timeout = timeout
         self._conn: Any = None
         t = url.table
         self._create = (
@@ -48,10 +46,11 @@ class PostgresStore:
             "application_name": APPLICATION_NAME
         }
         conn = await asyncpg.connect(
-            self.url.driver_url, timeout=CONNECT_TIMEOUT, server_settings=settings
+            self.url.driver_url, timeout=min(CONNECT_TIMEOUT, self.timeout),
+            server_settings=settings,
         )
         try:
-            await conn.execute(f"SET lock_timeout = '{int(COMMIT_TIMEOUT * 1000)}ms'")
+            await conn.execute(f"SET lock_timeout = '{int(self.timeout * 1000)}ms'")
             await conn.execute(self._create)
         except BaseException:
             conn.terminate()
@@ -73,13 +72,15 @@ class PostgresStore:
 
     async def append(self, rows: list[Row]) -> None:
         try:
-            conn = await self._connection()
-            if len(rows) == 1:
-                await conn.execute(self._insert, *rows[0], timeout=COMMIT_TIMEOUT)
-            else:
-                await conn.copy_records_to_table(
-                    self.url.table, records=rows, columns=COLUMNS, timeout=COMMIT_TIMEOUT
-                )
+            # Connect included: a silent link fails within the timeout, not twice it.
+            async with asyncio.timeout(self.timeout):
+                conn = await self._connection()
+                if len(rows) == 1:
+                    await conn.execute(self._insert, *rows[0])
+                else:
+                    await conn.copy_records_to_table(
+                        self.url.table, records=rows, columns=COLUMNS
+                    )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as e:
             await self._drop()
             raise StoreUnavailable(one_line(e)) from e
@@ -96,5 +97,5 @@ class PostgresStore:
                 conn.terminate()
 
 
-def make_store(url: StoreURL) -> PostgresStore:
-    return PostgresStore(url)
+def make_store(url: StoreURL, timeout: float = DEFAULT_TIMEOUT) -> PostgresStore:
+    return PostgresStore(url, timeout)

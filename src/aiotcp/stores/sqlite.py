@@ -167,5 +167,6 @@ def make_directory_of(path: str) -> None:
             ) from None
 
 
-def make_store(url: StoreURL) -> SQLiteStore:
+def make_store(url: StoreURL, timeout: float = 0.0) -> SQLiteStore:
+    """``timeout`` is for network stores: a local file has no link to lose."""
     return SQLiteStore(url)
