@@ -24,6 +24,7 @@ from aiotcp.resp.codec import (
     PROTOCOL_ERROR,
     RespCodec,
     encode_reply,
+    string2ll,
 )
 from aiotcp.resp.commands import Client, Command, Commands
 from aiotcp.resp.inline import split_args
@@ -32,5 +33,5 @@ from aiotcp.resp.values import NO_REPLY, NULL, NULL_ARRAY, OK, PONG, Encoded, Re
 __all__ = [
     "MAX_BULK_LEN", "MAX_COMMAND_BYTES", "MAX_INLINE", "MAX_MULTIBULK_LEN", "NO_REPLY",
     "NULL", "NULL_ARRAY", "OK", "PONG", "PROTOCOL_ERROR", "Client", "Command", "Commands",
-    "Encoded", "RespCodec", "RespError", "Simple", "encode_reply", "split_args",
+    "Encoded", "RespCodec", "RespError", "Simple", "encode_reply", "split_args", "string2ll",
 ]

@@ -48,7 +48,7 @@ from aiotcp.resp.values import NULL, NULL_ARRAY, OK, Encoded, RespError, Simple
 
 __all__ = [
     "MAX_BULK_LEN", "MAX_COMMAND_BYTES", "MAX_INLINE", "MAX_MULTIBULK_LEN",
-    "PER_ARG_OVERHEAD", "PROTOCOL_ERROR", "RespCodec", "encode_reply",
+    "PER_ARG_OVERHEAD", "PROTOCOL_ERROR", "RespCodec", "encode_reply", "string2ll",
 ]
 
 # ---- limits (each checked when its header arrives, before what it announces is read) --
@@ -78,7 +78,7 @@ PROTOCOL_ERROR = "protocol"
 _INT64_MAX = 2**63 - 1
 
 
-def _ll(s: bytes) -> int | None:
+def string2ll(s: bytes) -> int | None:
     """``s`` as a 64-bit signed integer written as Redis's string2ll accepts it (no sign
     but '-', no leading zero, no space), or None."""
     neg = s[:1] == b"-"
@@ -89,6 +89,38 @@ def _ll(s: bytes) -> int | None:
     if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
         return None
     return value
+
+
+# The usual read: whole multibulk commands of short arguments. Headers up to these are
+# looked up in a table (one C call per header for all of a command's arguments); any
+# other header, or an argument holding "\r\n", takes the general parser.
+FAST_COUNTS = 64
+FAST_LENGTH = 1024
+_COUNTS = {b"*%d" % i: i for i in range(1, FAST_COUNTS + 1)}
+_LENGTHS = {b"$%d" % i: i for i in range(FAST_LENGTH + 1)}
+
+
+def _whole_commands(data: bytes) -> list[list[bytes]] | None:
+    """The commands of ``data`` if it is whole commands whose counts and lengths are all
+    within the tables above (each length checked against its argument); else None."""
+    toks = data.split(b"\r\n")
+    ntok = len(toks) - 1  # the last is the b"" after the final "\r\n"
+    counts, lengths = _COUNTS.get, _LENGTHS.get
+    out: list[list[bytes]] = []
+    i = 0
+    while i < ntok:
+        count = counts(toks[i])
+        if count is None:
+            return None
+        j = i + 1 + 2 * count
+        if j > ntok:
+            return None
+        args = toks[i + 2 : j : 2]
+        if list(map(lengths, toks[i + 1 : j : 2])) != list(map(len, args)):
+            return None
+        out.append(args)
+        i = j
+    return out
 
 
 def _violation(text: str, done: list[Any]) -> ProtocolError:
@@ -136,6 +168,10 @@ class RespCodec(Codec[list[bytes]]):
                 return []
             data = bytes(buf)
             buf.clear()
+        elif not self._left and data[:1] == b"*" and data[-2:] == b"\r\n":
+            fast = _whole_commands(data)
+            if fast is not None:
+                return fast
         out: list[list[bytes]] = []
         n = len(data)
         pos = 0
@@ -162,7 +198,7 @@ class RespCodec(Codec[list[bytes]]):
                     if s.isdigit() and s[0] != 48 and nl - pos < 9:  # 1..9999999: the usual
                         count = int(s)
                     else:
-                        count = _ll(s)  # type: ignore[assignment]
+                        count = string2ll(s)  # type: ignore[assignment]
                         if count is None:
                             raise _violation("invalid multibulk length", out)
                     if count > MAX_MULTIBULK_LEN:
@@ -188,7 +224,7 @@ class RespCodec(Codec[list[bytes]]):
                     if s.isdigit() and (s[0] != 48 or nl - pos == 2) and nl - pos < 11:
                         bulk = int(s)
                     else:
-                        got = _ll(s)
+                        got = string2ll(s)
                         if got is None or got < 0:
                             raise _violation("invalid bulk length", out)
                         bulk = got
@@ -326,7 +362,10 @@ def _put(r: Any, parts: list[bytes], resp3: bool) -> None:
     elif t is list or t is tuple:
         append(b"*%d\r\n" % len(r))
         for item in r:
-            _put(item, parts, resp3)
+            if type(item) is bytes:  # LRANGE, MGET, KEYS: arrays of bulk strings
+                append(b"$%d\r\n%s\r\n" % (len(item), item))
+            else:
+                _put(item, parts, resp3)
     elif isinstance(r, RespError):
         msg = r.message.encode()
         if 13 in msg or 10 in msg:
