@@ -285,7 +285,8 @@ class RespCodec(Codec[list[bytes]]):
         self._need = 0
 
     def pending(self) -> int:
-        return len(self._buf) + self._size
+        """Bytes held towards the incomplete command (buffered, and its arguments)."""
+        return len(self._buf) + (self._size if self._left else 0)
 
     # ---- encoding --------------------------------------------------------------------
 
