@@ -3,7 +3,7 @@
 Lists: LPUSH RPUSH LPOP RPOP LLEN LRANGE LINDEX. Hashes: HSET HMSET HGET HMGET HGETALL
 HDEL HLEN HEXISTS HINCRBY. Sets: SADD SREM SMEMBERS SISMEMBER SCARD SPOP (an arbitrary
 member, in O(1)). Sorted sets: ZADD (NX XX GT LT CH INCR) ZRANGE (by index or BYSCORE,
-REV, LIMIT, WITHSCORES) ZSCORE ZCARD ZREM ZPOPMIN. Streams: XADD (``*`` or an explicit
+REV, LIMIT, WITHSCORES) ZREVRANGE ZSCORE ZCARD ZREM ZPOPMIN. Streams: XADD (``*`` or an explicit
 ID, MAXLEN) and XLEN. Replies and errors as Redis 7.
 """
 
@@ -375,6 +375,12 @@ def register_zsets(commands: Commands, ks: Keyspace) -> None:
         if scores_too:
             return with_scores(client, items, True)
         return [m for _, m in items]
+
+    @c("ZREVRANGE", -4, flags=("readonly",), keys=(1, 1, 1), group="sorted-set")
+    def zrevrange(client: Client, args: list[bytes]) -> Any:
+        if len(args) > 5 or (len(args) == 5 and args[4].upper() != b"WITHSCORES"):
+            return SYNTAX
+        return zrange(client, [*args[:4], b"REV", *args[4:]])
 
     @c("ZSCORE", 3, flags=("readonly", "fast"), keys=(1, 1, 1), group="sorted-set")
     def zscore(client: Client, args: list[bytes]) -> Any:

@@ -32,6 +32,10 @@ def register(commands: Commands) -> None:
     c("QUIT", -1, flags=("fast",), group="connection", summary="Close the connection")(quit_)
     c("HELLO", -1, flags=("fast",), group="connection",
       summary="Handshake with the server")(hello)
+    c("MULTI", 1, flags=("fast",), group="transactions", summary="Start a transaction")(multi)
+    c("EXEC", 1, group="transactions", summary="Run the queued commands")(exec_)
+    c("DISCARD", 1, flags=("fast",), group="transactions",
+      summary="Drop the queued commands")(discard)
     for name, arity, fn in (
         ("ID", 2, client_id), ("SETNAME", 3, client_setname), ("GETNAME", 2, client_getname),
         ("SETINFO", 4, client_setinfo), ("INFO", 2, client_info), ("LIST", -2, client_list),
@@ -77,6 +81,18 @@ def echo(client: Client, args: list[bytes]) -> Any:
 def quit_(client: Client, args: list[bytes]) -> Any:
     client.close()
     return OK
+
+
+def multi(client: Client, args: list[bytes]) -> Any:
+    client.begin()  # raises: the registry queues what follows until EXEC or DISCARD
+
+
+def exec_(client: Client, args: list[bytes]) -> Any:
+    return RespError("ERR EXEC without MULTI")  # inside MULTI the registry runs EXEC
+
+
+def discard(client: Client, args: list[bytes]) -> Any:
+    return RespError("ERR DISCARD without MULTI")
 
 
 def hello(client: Client, args: list[bytes]) -> Any:

@@ -41,7 +41,7 @@ from typing import Any
 
 from aiotcp.app import App
 from aiotcp.resp.codec import RespCodec
-from aiotcp.resp.values import NO_REPLY, NULL, Encoded, RespError
+from aiotcp.resp.values import NO_REPLY, NULL, OK, Encoded, RespError, Simple
 
 __all__ = ["Client", "Command", "Commands", "TRACEBACKS_PER_INTERVAL"]
 
@@ -66,7 +66,7 @@ class Client:
     connection: ``peer``, ``close()``...)."""
 
     __slots__ = ("id", "name", "lib_name", "lib_ver", "db", "state", "conn", "codec",
-                 "_replies", "_rest")
+                 "multi", "multi_failed", "_replies", "_rest")
 
     def __init__(self, client_id: int, conn: Any, codec: RespCodec) -> None:
         self.id = client_id
@@ -77,6 +77,10 @@ class Client:
         self.state: dict[str, Any] = {}
         self.conn = conn
         self.codec = codec
+        # The commands queued since MULTI (None: no transaction), and whether one of
+        # them was refused (then EXEC discards them all, as Redis does).
+        self.multi: list[tuple[Command, list[bytes]]] | None = None
+        self.multi_failed = False
         self._replies: list[Any] = []  # the replies of the read being run
         self._rest: Iterator[list[bytes]] = iter(())  # its commands not yet run
 
@@ -97,6 +101,12 @@ class Client:
             replies[:] = [Encoded(done)] + [NO_REPLY] * (len(replies) - 1)
         codec.protocol = version
 
+    def begin(self) -> None:
+        """MULTI: queue the commands that follow until EXEC or DISCARD."""
+        self.multi = []
+        self.multi_failed = False
+        raise Transaction
+
     def close(self) -> None:
         """Close the connection after the reply of the running command (QUIT): the
         commands after it in the read are not run."""
@@ -114,6 +124,12 @@ def _encode_one(codec: RespCodec, reply: Any) -> bytes:
 
 
 INTERNAL = RespError("ERR internal handler failed")
+QUEUED = Simple("QUEUED")
+EXECABORT = RespError("EXECABORT Transaction discarded because of previous errors.")
+
+
+class Transaction(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised by MULTI's handler: the run loop takes the rest of the read in turn."""
 
 
 class Command:
@@ -280,6 +296,10 @@ class Commands:
         ``async def`` once any command is one (the server reads this when it starts)."""
         return self.run_async if self._any_async else self.run
 
+    def __call__(self, message: list[bytes], conn: Any) -> Any:
+        """One command (the server's path for the commands before a protocol error)."""
+        return self.run([message], conn)[0]
+
     def run(self, messages: list[list[bytes]], conn: Any) -> list[Any]:
         """Run the commands of one read in order; one reply each."""
         client = self.client(conn)
@@ -288,6 +308,9 @@ class Commands:
         append = replies.append
         client._replies = replies
         rest = client._rest = iter(messages)
+        if client.multi is not None:  # a transaction open since an earlier read
+            for args in rest:
+                append(self.step(client, args))
         while True:
             try:
                 for args in rest:
@@ -306,47 +329,105 @@ class Commands:
                 break
             except RespError as e:
                 append(e)
+            except Transaction:  # MULTI: the rest of the read one by one
+                append(OK)
+                for args in rest:
+                    append(self.step(client, args))
             except Exception as e:
                 _failed(e)
                 append(INTERNAL)
-        if len(replies) < len(messages):  # the connection closed (QUIT) in this read
-            replies.extend([NO_REPLY] * (len(messages) - len(replies)))
-        client._replies = []
-        return replies
+        return self._done(client, replies, len(messages))
 
     async def run_async(self, messages: list[list[bytes]], conn: Any) -> list[Any]:
         """:meth:`run` for a registry with ``async def`` commands: each awaited in turn."""
         client = self.client(conn)
-        table = self._table
         replies: list[Any] = []
         append = replies.append
         client._replies = replies
         rest = client._rest = iter(messages)
-        while True:
-            try:
-                for args in rest:
-                    cmd = table.get(args[0]) or table.get(args[0].lower())
-                    if cmd is None:
-                        append(unknown_command(args))
-                        continue
-                    n, a = len(args), cmd.arity
-                    if n != a and (a >= 0 or n < -a):
-                        append(arity_error(cmd.name))
-                        continue
-                    r = cmd.fn(client, args)
-                    if cmd.is_async and inspect.isawaitable(r):
-                        r = await r
-                    append(NULL if r is None else r)
-                break
-            except RespError as e:
-                append(e)
-            except Exception as e:
-                _failed(e)
-                append(INTERNAL)
-        if len(replies) < len(messages):
-            replies.extend([NO_REPLY] * (len(messages) - len(replies)))
+        for args in rest:
+            r = self.step(client, args)
+            if inspect.isawaitable(r):
+                r = await r
+            append(NULL if r is None else r)
+        return self._done(client, replies, len(messages))
+
+    def _done(self, client: Client, replies: list[Any], n: int) -> list[Any]:
+        if len(replies) < n:  # the connection closed (QUIT) in this read
+            replies.extend([NO_REPLY] * (n - len(replies)))
         client._replies = []
         return replies
+
+    def step(self, client: Client, args: list[bytes]) -> Any:
+        """One command, in a transaction or not (the general path; :meth:`run` inlines
+        it for speed). Never raises; an async command's reply is its coroutine."""
+        cmd = self.lookup(args[0])
+        queue = client.multi
+        if queue is not None and (cmd is None or cmd.name not in NOT_QUEUED):
+            if cmd is None:
+                client.multi_failed = True
+                return unknown_command(args)
+            n, a = len(args), cmd.arity
+            if n != a and (a >= 0 or n < -a):
+                client.multi_failed = True
+                return arity_error(cmd.name)
+            queue.append((cmd, args))
+            return QUEUED
+        if cmd is None:
+            return unknown_command(args)
+        n, a = len(args), cmd.arity
+        if n != a and (a >= 0 or n < -a):
+            return arity_error(cmd.name)
+        if queue is not None:  # EXEC, DISCARD, MULTI, QUIT inside a transaction
+            name = cmd.name
+            if name == "multi":
+                return RespError("ERR MULTI calls can not be nested")
+            if name in ("exec", "discard"):
+                client.multi = None
+                if name == "discard":
+                    return OK
+                if client.multi_failed:
+                    return EXECABORT
+                if any(c.is_async for c, _ in queue):
+                    return self._exec_async(client, queue)
+                return [self._call(client, c, a) for c, a in queue]
+        return self._call(client, cmd, args)
+
+    def _call(self, client: Client, cmd: Command, args: list[bytes]) -> Any:
+        try:
+            r = cmd.fn(client, args)
+        except RespError as e:
+            return e
+        except Transaction:
+            return OK
+        except Exception as e:
+            _failed(e)
+            return INTERNAL
+        if inspect.isawaitable(r):
+            return self._awaited(r)
+        return NULL if r is None else r
+
+    async def _awaited(self, r: Any) -> Any:
+        try:
+            value = await r
+        except RespError as e:
+            return e
+        except Exception as e:
+            _failed(e)
+            return INTERNAL
+        return NULL if value is None else value
+
+    async def _exec_async(self, client: Client, queue: list[tuple[Command, list[bytes]]]
+                          ) -> list[Any]:
+        out = []
+        for cmd, args in queue:
+            r = self._call(client, cmd, args)
+            out.append(await r if inspect.isawaitable(r) else r)
+        return out
+
+
+# Commands that run at once inside a transaction instead of being queued.
+NOT_QUEUED = frozenset({"exec", "discard", "multi", "quit", "watch"})
 
 
 class _Throttle:
