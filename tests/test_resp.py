@@ -36,6 +36,13 @@ REQUESTS: list[tuple[bytes, list[list[bytes]]]] = [
     (command("GET", "a"), [[b"GET", b"a"]]),
     (command("SET", "k", "v") * 3, [[b"SET", b"k", b"v"]] * 3),
     (command("SET", "k", b"a\r\nb"), [[b"SET", b"k", b"a\r\nb"]]),  # CRLF inside a bulk
+    (command("SET", "k", b"a\r\nb") * 3, [[b"SET", b"k", b"a\r\nb"]] * 3),
+    (command("SET", "k", "v") + command("SET", "k", b"\r\n\r\n"),
+     [[b"SET", b"k", b"v"], [b"SET", b"k", b"\r\n\r\n"]]),
+    (command("GET", "a") + command("SET", "k", "v") + command("GET", "bb"),
+     [[b"GET", b"a"], [b"SET", b"k", b"v"], [b"GET", b"bb"]]),
+    (command("GET", "$1") * 2, [[b"GET", b"$1"]] * 2),  # a payload that looks like a header
+    (command("ECHO", "*2") + command("ECHO", "x"), [[b"ECHO", b"*2"], [b"ECHO", b"x"]]),
     (command("SET", "k", b""), [[b"SET", b"k", b""]]),
     (command("SET", "k", b"x" * 2000), [[b"SET", b"k", b"x" * 2000]]),  # past the fast path
     (command("MSET", *["k", "v"] * 40), [[b"MSET", *[b"k", b"v"] * 40]]),  # 81 args
