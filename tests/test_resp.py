@@ -398,3 +398,22 @@ def test_command_describes_the_registry() -> None:
 def test_a_bad_registration_is_refused(name: str, arity: int) -> None:
     with pytest.raises(ValueError):
         resp.Commands().add(name, lambda c, a: None, arity)
+
+
+def test_a_transaction_spans_reads_and_runs_at_exec() -> None:
+    commands = registry()
+    conn = FakeConn()
+    assert served(commands, conn, [b"MULTI"], [b"SET", b"k", b"v"]) == b"+OK\r\n+QUEUED\r\n"
+    assert served(commands, conn, [b"GET", b"k"], [b"MULTI"]) == (
+        b"+QUEUED\r\n-ERR MULTI calls can not be nested\r\n")
+    assert served(commands, conn, [b"EXEC"], [b"GET", b"k"]) == (
+        b"*2\r\n+OK\r\n$1\r\nv\r\n$1\r\nv\r\n")
+
+
+def test_a_refused_command_in_a_transaction_discards_it_at_exec() -> None:
+    commands = registry()
+    conn = FakeConn()
+    out = served(commands, conn, [b"MULTI"], [b"SET", b"k", b"v"], [b"GET"], [b"EXEC"],
+                 [b"GET", b"k"])
+    assert out == (b"+OK\r\n+QUEUED\r\n-ERR wrong number of arguments for 'get' command\r\n"
+                   b"-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n")

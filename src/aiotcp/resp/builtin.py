@@ -7,12 +7,15 @@ LIST), which describe whatever the registry holds. Replies and errors as Redis 7
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiotcp.resp.values import OK, PONG, RespError, Simple
 
-if TYPE_CHECKING:
-    from aiotcp.resp.commands import Client, Command, Commands
+# aiotcp.resp.commands imports this module to register these commands, so this module
+# names its types without importing them (the import graph has no cycle).
+Client = Any  # aiotcp.resp.commands.Client
+Command = Any  # aiotcp.resp.commands.Command
+Commands = Any  # aiotcp.resp.commands.Commands
 
 # What HELLO and INFO say this server is: the Redis whose commands and replies it
 # follows (clients read the version to choose features).
