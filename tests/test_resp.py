@@ -417,3 +417,16 @@ def test_a_refused_command_in_a_transaction_discards_it_at_exec() -> None:
                  [b"GET", b"k"])
     assert out == (b"+OK\r\n+QUEUED\r\n-ERR wrong number of arguments for 'get' command\r\n"
                    b"-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n")
+
+
+def test_the_server_serves_a_sync_registry_as_a_batch_and_an_async_one_queued() -> None:
+    from aiotcp.dispatch import KIND_BATCH, KIND_QUEUED, kind_of
+
+    commands = registry()
+    assert kind_of(commands) == KIND_BATCH  # one call per read, inline in data_received
+
+    @commands.command("WAIT", 1)
+    async def wait(client: resp.Client, args: list[bytes]) -> Any:
+        return resp.OK
+
+    assert kind_of(commands) == KIND_QUEUED
