@@ -39,3 +39,34 @@ def test_the_netstring_codec_example_serves_as_the_readme_says(
         c.send(b"x:")  # the error reply is written in the protocol too, then EOF
         assert c.line() == "37:ERR bad-length not a netstring length,"
     assert server.stop() == 0
+
+
+def test_the_resp_commands_example_serves_redis_clients_as_the_readme_says(
+    tmp_path: Path, spawn_server: SpawnServer
+) -> None:
+    import subprocess
+
+    import redis
+
+    (tmp_path / "counters.py").write_text(code_block("# counters.py"))
+    server = spawn_server(["--app", "counters:app"], env={"PYTHONPATH": f"{tmp_path}:{SRC}"})
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(["redis-cli", "-p", str(server.port), *args],
+                              capture_output=True, text=True, timeout=30, check=False)
+        return done.stdout.strip()  # redis-cli ends an error with an empty line
+
+    assert cli("hit", "/home") == "1"
+    assert cli("top") == "/home"
+    assert cli("top", "x") == "ERR value is not an integer or out of range"
+    with redis.Redis(port=server.port, protocol=3) as r:
+        assert r.execute_command("HIT", "/about") == 1
+        assert r.execute_command("HIT", "/about") == 2
+        assert r.execute_command("TOP", "1") == [b"/about"]
+        try:
+            r.execute_command("HIT")
+        except redis.ResponseError as e:
+            assert str(e) == "wrong number of arguments for 'hit' command"
+        else:
+            raise AssertionError("HIT without its argument was answered")
+    assert server.stop() == 0

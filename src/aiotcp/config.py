@@ -154,7 +154,7 @@ class Config:
     )
     app: str = field(
         default="ack",
-        metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub', 'gateway' or 'module:attr'"),
+        metadata=_opt("'ack', 'echo', 'ingest', 'kv', 'pubsub', 'gateway', 'redis' or 'module:attr'"),
     )
     api: str = field(
         default="handler",
@@ -407,6 +407,11 @@ class Config:
         self.uds_permissions()
         if self.reload and self.worker_count() > 1:
             raise ConfigError("reload is for development: it cannot be used with workers")
+        if self.app == "redis" and self.worker_count() > 1:
+            # Each worker would hold a keyspace of its own: a client would see its keys
+            # come and go with the worker its connection lands on.
+            raise ConfigError("the redis app keeps its data in one process: {workers} must "
+                              f"be 0 or 1, not {self.workers}")
         return self
 
     def bind_addresses(self) -> list[tuple[str, int]]:

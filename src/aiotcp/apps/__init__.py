@@ -30,6 +30,7 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "kv": ("aiotcp.apps.kv", "redis"),
     "pubsub": ("aiotcp.apps.pubsub", "redis"),
     "gateway": ("aiotcp.apps.gateway", "gateway"),
+    "redis": ("aiotcp.apps.redis", ""),
 }
 
 
