@@ -9,25 +9,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
 
 from support.netns import Hosts
 from support.process import ServerProcess
 from support.pubsub import connect
 from support.services import execute
+from support.waiting import run_within as run
 
 STORE_TIMEOUT = 2.0
 BOUND_SLACK = 1.0  # a loaded machine's scheduling: less than the timeout, so one timeout after
 # another (a message queued behind a failing commit, retried alone) is past it
 ACK = "已收到: "
-
-
-def run(main: Any) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(90):
-            await main()
-
-    asyncio.run(bounded())
 
 
 def test_ingest_across_a_partition_from_postgres(netns: Hosts) -> None:

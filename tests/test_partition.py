@@ -21,11 +21,9 @@ takes the 5 s socket timeout (PUB) or longer (``/readyz``), past that deadline.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
-from typing import Any
 
 import pytest
 
@@ -41,6 +39,7 @@ from support.pubsub import (
     subscribe,
     topic,
 )
+from support.waiting import run_within as run
 from support.waiting import wait_until
 
 BROKER_TIMEOUT = 1.0
@@ -53,14 +52,6 @@ BOUND = BROKER_TIMEOUT + BOUND_SLACK
 HAPROXY_FALL = 2 * 0.2
 LOST_HINT = "messages published during the outage may have been lost"
 ACK = "已收到: "
-
-
-def run(main: Any) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(90):
-            await main()
-
-    asyncio.run(bounded())
 
 
 def left(since: float) -> float:

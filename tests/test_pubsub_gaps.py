@@ -24,6 +24,7 @@ import redis
 from aiotcp.broker import KEY_PREFIX
 from aiotcp.testing import Client
 from support.pubsub import WAIT, Instance, connect, require_redis, subscribe, topic
+from support.waiting import run_within
 
 N, SIZE = 8000, 1000  # 8 MB: the push backlog, the socket buffers and then some
 BODY = "x" * SIZE
@@ -35,11 +36,7 @@ QUIET = 0.2
 
 
 def run(main: Any) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(120):
-            await main()
-
-    asyncio.run(bounded())
+    run_within(main, 120)
 
 
 async def slow_subscriber(port: int, t: str) -> Client:

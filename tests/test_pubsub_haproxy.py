@@ -3,10 +3,8 @@ sharing the machine's Redis: fan-out across instances, order, and losing an inst
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -21,6 +19,7 @@ from support.pubsub import (
     subscribe,
     topic,
 )
+from support.waiting import run_within as run
 
 N_INSTANCES = 3
 
@@ -38,14 +37,6 @@ def cluster(mode: str) -> Iterator[tuple[HAProxy, list[Instance]]]:
 
 def connections(nodes: list[Instance]) -> list[float]:
     return [n.metric("aiotcp_connections") for n in nodes]
-
-
-def run(main: Any) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(90):
-            await main()
-
-    asyncio.run(bounded())
 
 
 async def spread_subscribers(lb: HAProxy, nodes: list[Instance], t: str, per_node: int

@@ -6,10 +6,8 @@ instance and Redis is made with a real HAProxy in between, put in maintenance.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-from typing import Any
 
 import pytest
 import redis
@@ -26,16 +24,9 @@ from support.pubsub import (
     topic,
 )
 from support.services import own_redis
+from support.waiting import run_within as run
 
 LOST_HINT = "messages published during the outage may have been lost"
-
-
-def run(main: Any) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(90):
-            await main()
-
-    asyncio.run(bounded())
 
 
 def test_pubsub_mode_resubscribes_after_a_redis_restart_and_says_what_may_be_lost() -> None:

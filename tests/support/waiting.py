@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -62,3 +62,14 @@ def _poll(
     if time.monotonic() > deadline:
         raise AssertionError(f"{what} did not happen within {timeout:g}s")
     return None
+
+
+def run_within(main: Callable[[], Any], seconds: float = 90.0) -> None:
+    """``asyncio.run(main())`` under a deadline of ``seconds`` that only guards against
+    a hang (tests of processes and outages, whose pytest timeout is raised to match)."""
+
+    async def bounded() -> None:
+        async with asyncio.timeout(seconds):
+            await main()
+
+    asyncio.run(bounded())
