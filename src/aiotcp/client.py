@@ -25,7 +25,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from aiotcp.codecs import FRAMINGS, CodecError, FrameError, ProtocolError, builtin, checked_factory
+from aiotcp.codecs import (
+    FRAMINGS, CodecError, FrameError, ProtocolError, builtin, checked_factory, imported,
+)
 
 # Replies can be longer than the server's --max-line (prefix + message): the client
 # only protects itself from a runaway frame.
@@ -62,18 +64,11 @@ class Options:
 
         Raises ClientError (one line) if the codec cannot be loaded or made.
         """
-        if self.codec is None:
-            factory = builtin(self.framing, self.binary)
-            name = self.framing
-        else:
-            from aiotcp.loading import LoadError, import_object
-
-            try:
-                factory = import_object(self.codec, "codec")
-            except LoadError as e:
-                raise ClientError(str(e)) from None
-            name = self.codec
         try:
+            if self.codec is None:
+                factory, name = builtin(self.framing, self.binary), self.framing
+            else:
+                factory, name = imported(self.codec), self.codec
             return checked_factory(factory, MAX_REPLY, name)()
         except CodecError as e:
             raise ClientError(str(e)) from None

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiotcp.app import App, as_app
-from aiotcp.codecs import AnyCodec, CodecError, builtin, checked_factory
+from aiotcp.codecs import AnyCodec, CodecError, builtin, checked_factory, imported
 from aiotcp.config import Config
 from aiotcp.core import connection as _connection
 from aiotcp.core import dispatch as _dispatch
@@ -118,14 +118,8 @@ def codec_factory(config: Config, app: App) -> tuple[Callable[[int], Any], str]:
     Raises CodecError (one line) if the codec cannot be imported or is not callable.
     """
     if config.codec:
-        from aiotcp.loading import LoadError, import_object
-
-        try:
-            factory = import_object(config.codec, "codec")
-        except LoadError as e:
-            raise CodecError(str(e)) from None
-        name = config.codec
-    elif app.codec is not None:
+        return imported(config.codec), config.codec
+    if app.codec is not None:
         factory = app.codec
         name = getattr(factory, "__qualname__", repr(factory))
     else:

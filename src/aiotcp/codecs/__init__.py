@@ -71,6 +71,22 @@ def builtin(framing: str, binary: bool = False) -> CodecFactory:
     return raw if binary else text
 
 
+def imported(spec: str) -> CodecFactory:
+    """The codec factory ``spec`` (``module:attr``, as ``--codec``) names.
+
+    Raises CodecError (one line) if it cannot be imported or is not callable.
+    """
+    from aiotcp.loading import LoadError, import_object
+
+    try:
+        factory = import_object(spec, "codec")
+    except LoadError as e:
+        raise CodecError(str(e)) from None
+    if not callable(factory):
+        raise CodecError(f"codec {spec} is not a class or factory")
+    return factory  # type: ignore[no-any-return]
+
+
 def make_codec(framing: str, max_frame: int, binary: bool = False) -> AnyCodec:
     """A fresh codec of a built-in framing for one connection."""
     codec: AnyCodec = builtin(framing, binary)(max_frame)
@@ -81,6 +97,6 @@ __all__ = [
     "AnyCodec", "BUILTIN", "BytesLengthCodec", "BytesLineCodec", "BytesRawCodec", "BytesVarintCodec",
     "Codec", "CodecError", "CodecFactory", "FRAMINGS", "Frame", "FrameError",
     "INVALID_UTF8", "LENGTH_HEADER", "LengthCodec", "LineCodec", "ProtocolError",
-    "RawCodec", "VarintCodec", "builtin", "checked_factory", "error_text", "make_codec",
+    "RawCodec", "VarintCodec", "builtin", "checked_factory", "error_text", "imported", "make_codec",
     "too_long", "varint",
 ]
