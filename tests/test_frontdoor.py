@@ -107,7 +107,6 @@ def test_untrusted_counter(run_server: Any) -> None:
 
 
 def test_prometheus_families() -> None:
-    pytest.importorskip("prometheus_client", reason="pip install aiotcp[metrics]")
     from aiotcp.observe.prometheus import exposition, make_registry
 
     stats = Stats()
