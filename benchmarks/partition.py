@@ -5,16 +5,16 @@ root and iproute2); one instance here reaches it over a veth link. Each round: a
 acked, the link set down (silent: no FIN, no RST), a PUB sent into the silence; it
 measures when ``/readyz`` turns 503, when that PUB is answered (``ERR unavailable``),
 how long a PUB sent then takes, and, after the link is back, when ``/readyz`` is 200
-again. Prints one line per round and writes ``results/partition.json``.
+again. Prints one line per mode and timeout and writes ``results/partition.json``
+(``--out``), stamped (``aiotcp.bench.stamp``).
 
     .venv/bin/python benchmarks/partition.py [--timeouts 1 3] [--modes pubsub streams] [--rounds 3]
+    .venv/bin/python benchmarks/partition.py --smoke --out /tmp/partition.json   # seconds
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -24,10 +24,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the namespace harness of the tests
 
+from aiotcp.bench.scripts import parse, parser, write_result
+from aiotcp.bench.stamp import Recorder
 from support.netns import hosts
 from support.pubsub import Instance, connect
 
 POLL = 0.02  # how often /readyz is read: the resolution of the figures
+#: --smoke: one round of one mode at the shortest timeout.
+SMOKE = {"timeouts": ["1"], "modes": ["pubsub"], "rounds": 1}
 
 
 async def one_round(inst: Instance, link: Any) -> dict[str, float]:
@@ -63,11 +67,14 @@ async def one_round(inst: Instance, link: Any) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--timeouts", nargs="+", default=["1", "3"])
-    ap.add_argument("--modes", nargs="+", default=["pubsub", "streams"])
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
+    p = parser(__doc__, str(HERE / "results" / "partition.json"))
+    p.add_argument("--timeouts", nargs="+", default=["1", "3"],
+                   help="--broker-timeout values, seconds (default 1 3)")
+    p.add_argument("--modes", nargs="+", default=["pubsub", "streams"],
+                   choices=["pubsub", "streams"], help="pubsub app modes (default both)")
+    p.add_argument("--rounds", type=int, default=3, help="partitions per mode and timeout")
+    args = parse(p, SMOKE)
+    recorder = Recorder(" ".join(sys.argv))
     results = []
     for mode in args.modes:
         for timeout in args.timeouts:
@@ -85,9 +92,8 @@ def main() -> None:
                             "median": median, "max": worst})
             print(f"{mode:7} --broker-timeout {timeout}: " + ", ".join(
                 f"{k} median {median[k]:.2f} max {worst[k]:.2f}" for k in median))
-    out = HERE / "results" / "partition.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {out}")
+    write_result(args.out, {"settings": {"rounds": args.rounds}, "runs": results}, recorder)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

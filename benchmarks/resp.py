@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/resp.py                     # 3 rounds, -n 100000
     .venv/bin/python benchmarks/resp.py --runs 5 --requests 200000 --pipelines 1,16,64
+    .venv/bin/python benchmarks/resp.py --smoke --out /tmp/resp.json   # seconds
 
 Both servers run on this machine: the redis app (uvloop when installed) and a private
 ``redis-server`` (a free port, ``--save '' --appendonly no``: nothing on disk) started by
@@ -15,17 +16,15 @@ redis-server's in the same rounds.
 ``--parser`` also times the request parser against hiredis's C reader (``pip install
 hiredis`` for that part), the measurement that chose aiotcp's own parser.
 
-Writes benchmarks/results/resp.json (``--output``).
+Writes benchmarks/results/resp.json (``--out``), stamped (``aiotcp.bench.stamp``).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
 import os
-import platform
 import shutil
 import socket
 import statistics
@@ -39,9 +38,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
+from aiotcp.bench.scripts import parse, parser, write_result  # noqa: E402
 from aiotcp.bench.serverproc import aiotcp_argv, start_server  # noqa: E402
+from aiotcp.bench.stamp import Recorder  # noqa: E402
 
 TESTS = "set,get"
+#: --smoke: one short round, unpipelined (checks the script; its figures mean nothing).
+SMOKE = {"runs": 1, "requests": 2000, "clients": 5, "pipelines": "1"}
 # A redis-server that does not answer PING within this did not start.
 START_TIMEOUT = 20.0
 
@@ -133,16 +136,15 @@ def parser_figures() -> dict[str, Any]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3, help="interleaved rounds (default 3)")
-    ap.add_argument("--requests", type=int, default=100_000, help="redis-benchmark -n")
-    ap.add_argument("--clients", type=int, default=50, help="redis-benchmark -c")
-    ap.add_argument("--pipelines", default="1,16", help="redis-benchmark -P values, comma-separated")
-    ap.add_argument("--no-pin", action="store_true", help="do not pin servers and client")
-    ap.add_argument("--parser", action="store_true", help="also time the parser against hiredis")
-    ap.add_argument("--output", type=Path, default=HERE / "results" / "resp.json")
-    args = ap.parse_args()
+    p = parser(__doc__, str(HERE / "results" / "resp.json"))
+    p.add_argument("--runs", type=int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--requests", type=int, default=100_000, help="redis-benchmark -n")
+    p.add_argument("--clients", type=int, default=50, help="redis-benchmark -c")
+    p.add_argument("--pipelines", default="1,16", help="redis-benchmark -P values, comma-separated")
+    p.add_argument("--no-pin", action="store_true", help="do not pin servers and client")
+    p.add_argument("--parser", action="store_true", help="also time the parser against hiredis")
+    args = parse(p, SMOKE)
+    recorder = Recorder(" ".join(sys.argv))
     for tool in ("redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
             print(f"resp.py: {tool} is not on PATH (apt-get install redis-server redis-tools)",
@@ -189,9 +191,6 @@ def main() -> int:
     result: dict[str, Any] = {
         "what": "redis-benchmark -q --csv -t set,get against aiotcp serve --app redis and "
                 "redis-server on one machine, interleaved; medians of the rounds",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
         "pinning": note,
         "params": {"runs": args.runs, "requests": args.requests, "clients": args.clients,
                    "pipelines": pipelines},
@@ -199,8 +198,7 @@ def main() -> int:
     }
     if args.parser:
         result["parser_us_per_read"] = parser_figures()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, recorder)
     print(note)
     for pk, v in ratios.items():
         print(f"-{pk}: " + "  ".join(
@@ -208,7 +206,7 @@ def main() -> int:
             f"{medians[pk]['redis-server'][t]['rps']:,.0f} req/s (x{r})" for t, r in v.items()))
     if args.parser:
         print(json.dumps(result["parser_us_per_read"], indent=2))
-    print(f"wrote {args.output}")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -53,6 +53,8 @@ SCRIPTS: dict[str, Smoke] = {
     "ingest.py": Smoke(keys=("connections", "stores")),
     "instructions.py": Smoke(keys=("settings", "instructions_per_read")),
     "pipeline_flood.py": Smoke(keys=("flood", "concurrency_16")),
+    "partition.py": Smoke(keys=("settings", "runs")),  # root: Redis in a namespace
+    "resp.py": Smoke(keys=("medians", "ratio_aiotcp_to_redis")),
     "tls_memory.py": Smoke(keys=("settings", "memory", "throughput")),
 }
 #: The flag each service's URL is given with.

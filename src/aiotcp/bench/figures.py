@@ -310,6 +310,33 @@ def _instructions(data: dict[str, Any]) -> list[str]:
     return _table(header, rows)
 
 
+def _resp(data: dict[str, Any]) -> list[str]:
+    rows = []
+    for pk, servers in data["medians"].items():
+        tests = list(servers["redis-server"])
+        ratios = data["ratio_aiotcp_to_redis"][pk]
+        for name, label in (("aiotcp redis app", "the redis app"), ("redis-server", "redis-server")):
+            rows.append([f"`-{pk[0]} {pk[1:]}`, {label}",
+                         *(f"{servers[name][t]['rps']:,.0f}" for t in tests),
+                         " / ".join(f"{ratios[t]:.2f}" for t in tests) if name != "redis-server" else ""])
+    tests = list(next(iter(data["medians"].values()))["redis-server"])
+    return _table(["", *(f"{t} req/s" for t in tests),
+                   f"ratio to redis-server ({' / '.join(tests)})"], rows)  # fmt: skip
+
+
+PARTITION_COLUMNS = {
+    "readyz_503_s": "`/readyz` 503", "pub_in_flight_s": "PUB in flight answered",
+    "pub_while_down_s": "PUB sent while down", "ready_after_heal_s": "ready again after heal",
+}
+
+
+def _partition(data: dict[str, Any]) -> list[str]:
+    rows = [[r["mode"], f"{r['broker_timeout']:g}",
+             *(f"{r['median'][k]:.2f} / {r['max'][k]:.2f}" for k in PARTITION_COLUMNS)]
+            for r in data["runs"]]  # fmt: skip
+    return _table(["mode", "`--broker-timeout`", *PARTITION_COLUMNS.values()], rows)
+
+
 #: Every README figure: block name -> (result file, renderer).
 FIGURES: dict[str, Figure] = {
     "compare": Figure("results.json", _compare),
@@ -322,6 +349,8 @@ FIGURES: dict[str, Figure] = {
     "pipeline-flood": Figure("pipeline_flood.json", _pipeline_flood),
     "emfile": Figure("emfile_stall.json", _emfile),
     "instructions": Figure("instructions.json", _instructions),
+    "resp": Figure("resp.json", _resp),
+    "partition": Figure("partition.json", _partition),
 }
 
 

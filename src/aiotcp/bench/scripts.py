@@ -21,9 +21,6 @@ from aiotcp.bench.stamp import ROOT, Recorder
 #: Files in benchmarks/ that are not benchmark scripts, with the reason.
 NOT_SCRIPTS: dict[str, str] = {
     "flood_apps.py": "the handlers pipeline_flood.py serves (--app flood_apps:sleepy)",
-    # Merged before they were moved onto the scripts' contract (--smoke, stamped result):
-    "partition.py": "not yet on the scripts' contract (no --smoke, no stamp)",
-    "resp.py": "not yet on the scripts' contract (no --smoke, no stamp)",
 }
 BENCHMARKS = ROOT / "benchmarks"
 
