@@ -38,9 +38,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from aiotcp.bench.scripts import parse, parser, write_result  # noqa: E402
-from aiotcp.bench.serverproc import aiotcp_argv, start_server  # noqa: E402
-from aiotcp.bench.stamp import Recorder  # noqa: E402
+from aiotcp.bench.scripts import parse, parser, write_result
+from aiotcp.bench.serverproc import aiotcp_argv, start_server
+from aiotcp.bench.stamp import Recorder
 
 TESTS = "set,get"
 #: --smoke: one short round, unpipelined (checks the script; its figures mean nothing).
