@@ -24,7 +24,7 @@ SRC = ROOT / "src"
 OUT = ROOT / "build" / "speedups"
 
 # What each read runs: the lifecycle, the connection kinds, dispatch, the built-in
-# codecs. Listed by dotted module name; compiled as aiotcp._speedups.<flat name>.
+# codecs (the Redis protocol's too). Listed by dotted module name; compiled as aiotcp._speedups.<flat name>.
 HOT = (
     "aiotcp.lifecycle",
     "aiotcp.connection",
@@ -34,6 +34,7 @@ HOT = (
     "aiotcp.codecs.line",
     "aiotcp.codecs.length",
     "aiotcp.codecs.raw",
+    "aiotcp.resp.codec",
 )
 
 

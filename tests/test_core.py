@@ -38,12 +38,14 @@ def test_setup_compiles_exactly_the_hot_modules() -> None:
 
 
 def test_connections_and_codecs_come_from_the_same_core() -> None:
-    from aiotcp.codecs import LineCodec
+    from aiotcp.codecs import LineCodec, VarintCodec
+    from aiotcp.resp import RespCodec
     from aiotcp.server import Server
 
     server = Server(lambda m, c: m, __import__("aiotcp").Config())
     compiled = core.CORE == "compiled"
-    for obj in (server.connection_class.__mro__[1], LineCodec, type(server.dispatch)):
+    for obj in (server.connection_class.__mro__[1], LineCodec, VarintCodec, RespCodec,
+                type(server.dispatch)):
         assert obj.__module__.startswith("aiotcp._speedups") == compiled, obj
 
 

@@ -29,6 +29,7 @@ else:
 HOT = (
     "aiotcp.lifecycle", "aiotcp.connection", "aiotcp.queued", "aiotcp.dispatch",
     "aiotcp.limits", "aiotcp.codecs.line", "aiotcp.codecs.length", "aiotcp.codecs.raw",
+    "aiotcp.resp.codec",
 )
 
 

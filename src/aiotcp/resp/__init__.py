@@ -16,19 +16,27 @@ The ``redis`` app (``aiotcp serve --app redis``) is built on it.
 
 from __future__ import annotations
 
-from aiotcp.resp.codec import (
-    MAX_BULK_LEN,
-    MAX_COMMAND_BYTES,
-    MAX_INLINE,
-    MAX_MULTIBULK_LEN,
-    PROTOCOL_ERROR,
-    RespCodec,
-    encode_reply,
-    string2ll,
-)
+import importlib
+from typing import TYPE_CHECKING
+
+from aiotcp._speedups import twin
 from aiotcp.resp.commands import Client, Command, Commands
 from aiotcp.resp.inline import split_args
 from aiotcp.resp.values import NO_REPLY, NULL, NULL_ARRAY, OK, PONG, Encoded, RespError, Simple
+
+if TYPE_CHECKING:
+    from aiotcp.resp import codec as _codec
+else:  # the compiled twin, unless the pure core runs (aiotcp.core)
+    _codec = importlib.import_module(twin("aiotcp.resp.codec"))
+
+MAX_BULK_LEN = _codec.MAX_BULK_LEN
+MAX_COMMAND_BYTES = _codec.MAX_COMMAND_BYTES
+MAX_INLINE = _codec.MAX_INLINE
+MAX_MULTIBULK_LEN = _codec.MAX_MULTIBULK_LEN
+PROTOCOL_ERROR = _codec.PROTOCOL_ERROR
+RespCodec = _codec.RespCodec
+encode_reply = _codec.encode_reply
+string2ll = _codec.string2ll
 
 __all__ = [
     "MAX_BULK_LEN", "MAX_COMMAND_BYTES", "MAX_INLINE", "MAX_MULTIBULK_LEN", "NO_REPLY",

@@ -32,16 +32,22 @@ served as a sync batch (no task, no loop turn per read); with one, as an async b
 from __future__ import annotations
 
 import collections
+import importlib
 import inspect
 import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from aiotcp._speedups import twin
 from aiotcp.app import App
-from aiotcp.resp.codec import RespCodec
 from aiotcp.resp.values import NO_REPLY, NULL, OK, Encoded, RespError, Simple
+
+if TYPE_CHECKING:
+    from aiotcp.resp.codec import RespCodec
+else:  # the compiled twin, unless the pure core runs (aiotcp.core)
+    RespCodec = importlib.import_module(twin("aiotcp.resp.codec")).RespCodec
 
 __all__ = ["Client", "Command", "Commands", "TRACEBACKS_PER_INTERVAL"]
 
