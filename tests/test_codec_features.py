@@ -1,6 +1,7 @@
 """Every server feature through every kind of codec: a user's own (netstrings, plugged in
-with ``codec=``), ``--binary`` built-ins (varint, line) and a text one (length), on
-both loops. The client is ``aiotcp.testing``'s, which speaks the server's codec."""
+with ``codec=``), ``--binary`` built-ins (varint, line), a text one (length) and the
+Redis protocol (requests and replies framed apart), on both loops. The client is
+``aiotcp.testing``'s, which speaks the server's codec (RESP: ``support.resp.RespClient``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 import aiotcp
 from aiotcp.config import Config
+from aiotcp.resp import MAX_BULK_LEN, RespCodec
 from aiotcp.runner import loop_factory
 from aiotcp.server import Server
 from aiotcp.testing import MAX_REPLY, Client
@@ -23,6 +25,7 @@ from support.apps.codec_apps import Netstring
 from support.certs import Certs
 from support.clients import LineClient
 from support.process import SpawnServer
+from support.resp import RespClient
 from support.waiting import HANG_GUARD, wait_until, wait_until_async
 
 MAX_LINE = 128
@@ -33,20 +36,39 @@ CODECS: dict[str, dict[str, Any]] = {
     "varint-binary": {"framing": "varint", "binary": True},
     "line-binary": {"framing": "line", "binary": True},
     "length-text": {"framing": "length"},
+    "resp": {"codec": "aiotcp.resp:RespCodec"},
 }
 
 
 def as_message(codec: str, text: str) -> Any:
-    """``text`` as this codec's message type."""
+    """``text`` as this codec's message type (RESP: a command of one argument)."""
+    if codec == "resp":
+        return [text.encode()]
     return text if codec == "length-text" else text.encode()
 
 
+def as_reply(codec: str, text: str) -> Any:
+    """``text`` as the client decodes this codec's reply."""
+    return text.encode() if codec == "resp" else as_message(codec, text)
+
+
 def err(codec: str, text: str) -> Any:
-    return as_message(codec, text)
+    return as_reply(codec, text)
+
+
+def over_the_limit(codec: str, client: Client) -> tuple[bytes, Any]:
+    """A frame past the codec's limit and the error it is answered with."""
+    if codec == "resp":  # a bulk length over Redis's, refused when its header arrives
+        return (b"*1\r\n$%d\r\n" % (MAX_BULK_LEN + 1),
+                err(codec, "ERR Protocol error: invalid bulk length"))
+    return (client.codec.encode([as_message(codec, "x" * (MAX_LINE + 1))]),
+            err(codec, f"ERR too-long frame exceeds {MAX_LINE} bytes"))
 
 
 async def ack(message: Any, conn: Any) -> Any:
-    """Acks bytes or str; ``sleep:S`` sleeps first."""
+    """Acks bytes or str (a RESP command: its first argument); ``sleep:S`` sleeps first."""
+    if isinstance(message, list):
+        message = message[0]
     text = message.decode() if isinstance(message, bytes) else message
     if text.startswith("sleep:"):
         await asyncio.sleep(float(text[6:].split()[0]))
@@ -74,7 +96,8 @@ async def client(server: Server, tls: ssl.SSLContext | None = None, proxy: bool 
     )
     if proxy:
         writer.write(b"PROXY TCP4 203.0.113.9 127.0.0.1 40000 8888\r\n")
-    return Client(reader, writer, server.codec_factory(MAX_REPLY))
+    codec = server.codec_factory(MAX_REPLY)
+    return Client(reader, writer, RespClient() if isinstance(codec, RespCodec) else codec)
 
 
 async def eof(c: Client) -> bool:
@@ -102,7 +125,7 @@ def test_pipelined_messages_are_answered_in_order(codec: str, loop: str) -> None
             await c.send(*[as_message(codec, f"m{i}") for i in range(50)])
             return [await c.recv() for _ in range(50)]
 
-    assert run(loop, main()) == [as_message(codec, f"ack:m{i}") for i in range(50)]
+    assert run(loop, main()) == [as_reply(codec, f"ack:m{i}") for i in range(50)]
 
 
 def test_a_frame_over_the_limit_is_answered_then_the_connection_closes(
@@ -111,13 +134,12 @@ def test_a_frame_over_the_limit_is_answered_then_the_connection_closes(
     async def main() -> tuple[list[Any], bool]:
         async with serving(codec, loop) as server:
             c = await client(server)
-            c.writer.write(c.codec.encode([as_message(codec, "a"),
-                                           as_message(codec, "x" * (MAX_LINE + 1))]))
-            return [await c.recv(), await c.recv()], await eof(c)
+            frame, error = over_the_limit(codec, c)
+            c.writer.write(c.codec.encode([as_message(codec, "a")]) + frame)
+            return [await c.recv(), await c.recv()], error, await eof(c)
 
-    replies, closed = run(loop, main())
-    assert replies == [as_message(codec, "ack:a"),
-                       err(codec, f"ERR too-long frame exceeds {MAX_LINE} bytes")]
+    replies, error, closed = run(loop, main())
+    assert replies == [as_reply(codec, "ack:a"), error]
     assert closed
 
 
@@ -141,7 +163,7 @@ def test_max_pipeline_pauses_reading_and_loses_nothing(codec: str, loop: str) ->
             return replies, paused
 
     replies, paused = run(loop, main())
-    assert replies == [as_message(codec, f"ack:sleep:0.002 {i}") for i in range(40)]
+    assert replies == [as_reply(codec, f"ack:sleep:0.002 {i}") for i in range(40)]
     assert paused
 
 
@@ -154,7 +176,7 @@ def test_concurrent_handlers_answer_in_message_order(codec: str, loop: str) -> N
             return [await c.recv() for _ in range(8)]
 
     assert run(loop, main()) == [
-        as_message(codec, f"ack:sleep:{0.03 - i * 0.003:.3f}") for i in range(8)
+        as_reply(codec, f"ack:sleep:{0.03 - i * 0.003:.3f}") for i in range(8)
     ]
 
 
@@ -182,7 +204,7 @@ def test_shutdown_answers_then_says_so_in_the_codec(codec: str, loop: str) -> No
             return out
 
     assert run(loop, main()) == (
-        [as_message(codec, "ack:sleep:0.05"), err(codec, "ERR shutdown server is shutting down")],
+        [as_reply(codec, "ack:sleep:0.05"), err(codec, "ERR shutdown server is shutting down")],
         True,
     )
 
@@ -203,7 +225,7 @@ def test_behind_tls_and_the_proxy_protocol(codec: str, front: str, loop: str,
             return reply, server.registry.members[0].peer
 
     reply, peer = run(loop, main())
-    assert reply == as_message(codec, "ack:hi")
+    assert reply == as_reply(codec, "ack:hi")
     assert peer[0] == ("203.0.113.9" if front == "proxy" else "127.0.0.1")
 
 

@@ -4,13 +4,14 @@
 would: hostile lengths, inline commands, half a command) and reads back whole replies
 as their exact bytes, so the same request to the redis app and to a real redis-server
 can be compared byte for byte. ``command()`` encodes one command as clients do.
+``RespClient`` is the client's side of RESP as a codec, for ``aiotcp.testing.Client``.
 """
 
 from __future__ import annotations
 
 import socket
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from .waiting import HANG_GUARD
 
@@ -49,6 +50,35 @@ def reply_end(buf: bytes, pos: int = 0) -> int:
                 return -1
         return end
     raise AssertionError(f"not a RESP reply: {buf[pos:pos + 40]!r}")
+
+
+class RespClient:
+    """The client's side of RESP as an ``aiotcp.testing.Client`` codec: it sends each
+    message (a list of arguments) as a multibulk command and decodes the simple, bulk
+    and error replies the server sends (bytes; an error's text without its ``-``), so a
+    table of codec tests can run RESP through the same rows as the framings."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def encode(self, messages: list[list[bytes]]) -> bytes:
+        return b"".join(command(*m) for m in messages)
+
+    def feed(self, data: bytes) -> list[Any]:
+        self.buf += data
+        out: list[Any] = []
+        while (end := reply_end(self.buf)) >= 0:
+            one, self.buf = self.buf[:end], self.buf[end:]
+            kind, body = one[:1], one[1:-2]
+            if kind == b"$":
+                out.append(body.split(b"\r\n", 1)[1])
+            elif kind in (b"+", b"-"):
+                out.append(body)
+            elif kind == b":":
+                out.append(int(body))
+            else:
+                raise AssertionError(f"a reply this client does not decode: {one!r}")
+        return out
 
 
 class RawResp:
