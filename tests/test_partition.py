@@ -30,6 +30,7 @@ import pytest
 from aiotcp.broker import KEY_PREFIX
 from support.netns import Hosts
 from support.pubsub import (
+    LOST_HINT,
     WAIT,
     Instance,
     await_until,
@@ -50,7 +51,6 @@ BOUND_SLACK = 1.0
 BOUND = BROKER_TIMEOUT + BOUND_SLACK
 # support.pubsub.HAProxy checks every 200 ms and takes a server out after 2 failures.
 HAPROXY_FALL = 2 * 0.2
-LOST_HINT = "messages published during the outage may have been lost"
 ACK = "已收到: "
 
 

@@ -14,6 +14,7 @@ import redis
 
 from aiotcp.broker import KEY_PREFIX
 from support.pubsub import (
+    LOST_HINT,
     Instance,
     await_until,
     connect,
@@ -25,8 +26,6 @@ from support.pubsub import (
 )
 from support.services import own_redis
 from support.waiting import run_within as run
-
-LOST_HINT = "messages published during the outage may have been lost"
 
 
 def test_pubsub_mode_resubscribes_after_a_redis_restart_and_says_what_may_be_lost() -> None:

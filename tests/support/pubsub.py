@@ -34,6 +34,8 @@ from support.services import SERVICES, service_url
 METRICS_AT = re.compile(r"aiotcp metrics at http://[^:]+:(\d+)/metrics")
 # Hang guards only: every wait ends as soon as its condition holds.
 WAIT = 20.0
+# What pub/sub mode logs when it is back on Redis (the README's delivery-guarantees table).
+LOST_HINT = "messages published during the outage may have been lost"
 
 
 def require_redis() -> str:
