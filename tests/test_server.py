@@ -7,6 +7,7 @@ import logging
 import struct
 import sys
 import threading
+from typing import Any
 
 import pytest
 
@@ -343,7 +344,14 @@ def test_streams_api_shutdown_with_a_coroutine_that_outlives_the_linger(
 # ---- defects of the lifecycle, each with its test ----------------------------------------
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="asyncio.eager_task_factory is 3.12+")
+def eager_task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+    """``asyncio.eager_task_factory``, also under uvloop 0.23 on Python 3.13, which passes
+    the factory an ``eager_start=`` that 3.13's own factory refuses (uvloop#754)."""
+    kwargs.pop("eager_start", None)
+    return asyncio.Task(coro, loop=loop, eager_start=True, **kwargs)  # type: ignore[call-arg, unused-ignore]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager tasks are Python 3.12+")
 def test_queued_connections_serve_every_read_under_eager_tasks(run_server: RunServer) -> None:
     """An eager task can run to its end inside create_task: the connection must not then
     count it as still working (it used to wedge after its first read)."""
@@ -352,7 +360,7 @@ def test_queued_connections_serve_every_read_under_eager_tasks(run_server: RunSe
         return "已收到: " + message
 
     async def client(server: Server, port: int) -> list[str]:
-        asyncio.get_running_loop().set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+        asyncio.get_running_loop().set_task_factory(eager_task_factory)
         c = await AsyncLineClient.connect(port)
         out = []
         for i in range(5):
