@@ -169,3 +169,22 @@ def test_a_handler_that_returns_at_once_answers_within_the_read_on_eager_pythons
     assert b"".join(after) == b"echo a\necho b\n"
     assert len(after) == 1
     assert within == (after if EAGER_START else [])
+
+
+def test_the_apps_own_task_factory_makes_the_handler_tasks(run_server: RunServer) -> None:
+    """A task factory the app sets (tracing, a Task subclass) sees every handler task."""
+    made: list[str] = []  # the names of the coroutines it made tasks of
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> Any:
+        kwargs.pop("eager_start", None)  # what uvloop passes on 3.13 (see test_server.py)
+        made.append(str(getattr(coro, "__qualname__", "")))
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    async def client(server: Server, port: int) -> list[str]:
+        asyncio.get_running_loop().set_task_factory(factory)
+        replies = await _say(port, "task", "echo")
+        runs = [name for name in made if name.endswith("._guard")]  # Dispatch.spawn's
+        return [*replies, f"{len(runs)} handler task(s) made by the factory"]
+
+    assert run_server(AsyncHandle(), client, access_log=False) == [
+        "task True True", "echo echo", "1 handler task(s) made by the factory"]

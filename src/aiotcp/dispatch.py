@@ -146,7 +146,8 @@ class Dispatch:
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run ``coro`` as a task; a failure is logged, never fatal.
 
-        On Python 3.12+ the task starts eagerly: it runs inside this call up to its
+        On Python 3.12+ the task starts eagerly (unless the loop has a task factory:
+        then the factory makes it, as it makes every task): it runs inside this call up to its
         first suspension, so work that never suspends (an async handler that returns at
         once) costs no loop turn and leaves nothing scheduled. It is a real Task all the
         same: ``current_task()``, ``asyncio.timeout()``, context variables and
@@ -158,11 +159,11 @@ class Dispatch:
             coro.close()
             raise RuntimeError("the server has not started")
         task: asyncio.Task[None]
-        if EAGER_START:
+        if EAGER_START and loop.get_task_factory() is None:
             task = asyncio.Task(  # type: ignore[call-arg, unused-ignore]
                 self._guard(coro), loop=loop, eager_start=True
             )
-        else:
+        else:  # the app's own task factory, if it set one, makes every task (and decides)
             task = loop.create_task(self._guard(coro))
         if not task.done():
             self.running.add(task)
