@@ -111,10 +111,9 @@ class Dispatch:
         self._violations = Throttle("protocol error(s)")
         # One message through the handler (see _call_full); chosen once: the timeout
         # context costs as much as a handler that returns at once.
+        self.direct = self.timeout is None and not self.timed and not self.blocking
         self.call: Callable[[Any, Any], Awaitable[Any]] = (
-            self._call_direct
-            if self.timeout is None and not self.timed and not self.blocking
-            else self._call_full
+            self._call_direct if self.direct else self._call_full
         )
 
     def start(self) -> None:

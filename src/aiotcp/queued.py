@@ -243,13 +243,23 @@ class SequentialConnection(QueuedConnection):
 
     async def _work(self, pipe: Pipe) -> None:
         task = self._enlist(pipe)
-        call = self._dispatch.call
+        dispatch = self._dispatch
+        call = dispatch.call
+        # No timeout, no timing: the handler is awaited here, without a call() coroutine
+        # around each message (dispatch._call_direct, inlined).
+        handler = dispatch.handler if dispatch.direct else None
         queue = pipe.queue
         try:
             while queue:
                 f = queue.popleft()
                 if type(f) is not FrameError:
-                    reply = await call(self, f)
+                    if handler is not None:
+                        try:
+                            reply = await handler(f, self)
+                        except Exception as e:
+                            reply = dispatch.internal_error(e, self.codec)
+                    else:
+                        reply = await call(self, f)
                     self._acked += 1
                     if reply is not None:
                         pipe.done.append(reply)  # pipe.done is a new list after each flush
