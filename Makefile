@@ -7,7 +7,7 @@ STAMP_BENCH := $(VENV)/.installed-bench
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_CORE := $(VENV)/.built-core
 # What the whole suite needs: every extra, and the programs the tests start.
-DEV_EXTRAS := metrics,bench,postgres,mysql,redis,reload,gateway,dev
+DEV_EXTRAS := metrics,bench,postgres,mysql,redis,reload,gateway,fuzz,dev
 # The other supported Pythons: the suite runs on each with the compiled core (the
 # default Python runs it on both cores). Each has its own venv, .venv-X.Y.
 OTHER_PYTHONS := 3.12 3.13
@@ -22,7 +22,7 @@ HOT_SOURCES := $(shell find src/aiotcp -name '*.py') setup.py
 # The stamps of the other Pythons' venvs are kept (not intermediate files).
 .SECONDARY:
 
-.PHONY: serve test install dev compiler test-programs typecheck bench compare clean
+.PHONY: serve test install dev compiler test-programs typecheck bench compare fuzz clean
 
 $(BIN)/python: | compiler
 	$(PY) -m venv $(VENV)
@@ -91,6 +91,14 @@ test: $(STAMP_DEV) $(STAMP_CORE) $(OTHER_STAMPS) test-programs
 	@for v in $(OTHER_PYTHONS); do echo "== the suite on Python $$v, compiled core"; \
 	  AIOTCP_EXPECT_CORE=compiled $(VENV)-$$v/bin/python -m pytest -q || exit 1; done
 
+# Every fuzz harness (fuzz/*.py) for FUZZ_SECONDS each, one after another; the suite runs
+# each for 3 s. Inputs found go to .fuzz-work/corpus/, a crash to .fuzz-work/crashes/.
+FUZZ_SECONDS ?= 120
+fuzz: $(STAMP_DEV) $(STAMP_CORE)
+	@for h in $$($(BIN)/python -c 'from fuzz.runner import harnesses; print(*harnesses())'); do \
+	  echo "== fuzz $$h for $(FUZZ_SECONDS) s"; \
+	  $(BIN)/python -m fuzz.runner $$h -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
 bench: $(STAMP_BENCH)
 	$(BIN)/aiotcp bench --port 8888
 
@@ -104,4 +112,4 @@ figures: $(STAMP_DEV) $(STAMP_CORE) test-programs
 	benchmarks/run.sh --all
 
 clean:
-	rm -rf $(VENV) $(VENV)-* build *.egg-info src/*.egg-info compare-report src/aiotcp/_speedups/*.so
+	rm -rf $(VENV) $(VENV)-* build *.egg-info src/*.egg-info compare-report src/aiotcp/_speedups/*.so .fuzz-work

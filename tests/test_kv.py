@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from aiotcp.apps import kv as kv_module
 from aiotcp.apps import load_app
 from aiotcp.config import Config
 from aiotcp.testing import TestServer
@@ -65,6 +66,13 @@ def test_anything_else_is_a_bad_command(
             assert await c.request(message) == f"ERR bad-command {message}"
 
     aiotcp_run(kv(redis_url), check)
+
+
+@pytest.mark.parametrize("message", ["ſet k v", "ſET k v"])
+def test_a_verb_is_ascii_in_any_case(message: str) -> None:
+    # "ſ".upper() is "S": this was a SET (fuzz/kv.py's ASCII-verb property).
+    assert kv_module.parse(message) is None
+    assert kv_module.parse("sEt k v") == ("SET", "k", "v")
 
 
 def test_pipelined_commands_are_answered_in_order(

@@ -34,7 +34,9 @@ def test_commands_parse(line: str, command: Command) -> None:
     ["", "SUB", "SUB ", "PUB news", "PUB", "HELLO news", "SUB a b", "SUB a\tb", "UNSUB ",
      "SUB " + "x" * (MAX_TOPIC_BYTES + 1), "PUB  text",
      "SUB a FROM", "SUB a FROM x-1", "SUB a FROM 1-2-3", "SUB a TO 1-0", "SUB a FROM 1-0 b",
-     "SUB a FROM 18446744073709551616-0", "SUB a FROM 1-18446744073709551616"],
+     "SUB a FROM 18446744073709551616-0", "SUB a FROM 1-18446744073709551616",
+     # "ſ".upper() is "S": these were SUB and UNSUB (fuzz/pubsub.py's ASCII-verb property)
+     "ſub news", "unſub news", "ſUB news FROM 0"],
 )
 def test_malformed_commands_say_why(line: str) -> None:
     bad = parse(line)

@@ -154,6 +154,19 @@ def test_hostile_input_is_a_protocol_error_with_redis_words(data: bytes, words: 
         words.encode() + b"\r\n"
 
 
+@pytest.mark.parametrize(("header", "words"), [
+    (b"*" + b"1" * 5000, "invalid multibulk length"),
+    (b"*1\r\n$" + b"9" * 5000, "invalid bulk length"),
+])
+def test_a_header_of_thousands_of_digits_is_a_protocol_error(header: bytes, words: str) -> None:
+    # Found writing fuzz/resp.py: past 4300 digits int() raised ValueError out of feed.
+    c = resp.RespCodec(max_frame=65536)
+    with pytest.raises(ProtocolError, match=words):
+        c.feed(header + b"\r\n")
+    assert resp.string2ll(b"9" * 5000) is None and resp.string2ll(b"-" + b"9" * 20) is None
+    assert resp.string2ll(b"-9223372036854775808") == -2**63
+
+
 def test_a_length_is_refused_when_its_header_arrives_not_after_its_bytes() -> None:
     c = resp.RespCodec(MAX_FRAME, max_bulk=1000)
     with pytest.raises(ProtocolError, match="invalid bulk length"):

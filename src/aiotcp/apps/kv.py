@@ -72,7 +72,8 @@ class RedisUnavailable(Exception):
 def parse(message: str) -> tuple[str, ...] | None:
     """``("GET", key)``, ``("SET", key, value)``, ``("DEL", key)``, or None if malformed."""
     parts = message.split(" ", 2)
-    cmd = parts[0].upper()
+    # The verbs are ASCII in any case: str.upper() alone would also make "ſet" SET.
+    cmd = parts[0].upper() if parts[0].isascii() else ""
     if cmd == "SET" and len(parts) == 3 and parts[1]:
         return ("SET", parts[1], parts[2])
     if cmd in ("GET", "DEL") and len(parts) == 2 and parts[1]:

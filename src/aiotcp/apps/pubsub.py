@@ -76,7 +76,8 @@ def topic_error(topic: str) -> str | None:
 def parse(line: str) -> Command | BadCommand:
     """One command line -> a Command, or BadCommand saying why it is not one."""
     verb, sep, rest = line.partition(" ")
-    verb = verb.upper()
+    # The verbs are ASCII in any case: str.upper() alone would also make "ſub" SUB.
+    verb = verb.upper() if verb.isascii() else verb
     if verb == "PUB":
         topic, sep2, text = rest.partition(" ")
         if not sep or not sep2:

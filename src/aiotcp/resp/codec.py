@@ -83,7 +83,8 @@ def string2ll(s: bytes) -> int | None:
     but '-', no leading zero, no space), or None."""
     neg = s[:1] == b"-"
     digits = s[1:] if neg else s
-    if not digits.isdigit() or (digits[0] == 48 and (neg or len(digits) > 1)):
+    # More than 19 digits is past int64 (and past 4300, int() itself refuses: ValueError).
+    if not digits.isdigit() or len(digits) > 19 or (digits[0] == 48 and (neg or len(digits) > 1)):
         return None
     value = -int(digits) if neg else int(digits)
     if not -_INT64_MAX - 1 <= value <= _INT64_MAX:

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses (atheris) for every parser of untrusted bytes: see runner."""
