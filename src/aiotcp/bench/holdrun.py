@@ -22,7 +22,7 @@ from typing import Any
 
 from aiotcp.bench.hold import HoldConfig, child_main
 from aiotcp.bench.results import latency_summary_ms, new_histogram
-from aiotcp.bench.serverproc import descendants, tree_open_fds, tree_rss_kib
+from aiotcp.bench.serverproc import descendants, open_fds, tree_rss_kib
 
 #: Seconds a client process may take to start and answer a command, beyond what the
 #: command itself may take (connect timeouts, a round and its ping timeout).
@@ -35,17 +35,22 @@ SETTLE_QUIET = 2.0
 
 @dataclass
 class ServerSample:
-    """The server's processes, resident memory (KiB) and open fds at one moment."""
+    """The server's processes, resident memory (KiB) and open fds at one moment, and
+    each process's fds (a supervisor's workers: how evenly they accepted)."""
 
     processes: int = 0
     rss_kib: int = 0
     fds: int = 0
+    fds_each: list[int] = field(default_factory=list)
 
     @classmethod
     def read(cls, pid: int) -> ServerSample | None:
+        """The sample of ``pid`` and its descendants; None for pid 0 (not given)."""
         if not pid:
             return None
-        return cls(len(descendants(pid)), tree_rss_kib(pid), tree_open_fds(pid))
+        pids = descendants(pid)
+        each = [open_fds(p) for p in pids]
+        return cls(len(pids), tree_rss_kib(pid), sum(each), each)
 
 
 @dataclass
@@ -238,7 +243,8 @@ def format_hold(result: HoldResult) -> str:
         lines.append(
             f"  server      {held.processes} processes, RSS {before.rss_kib / 1024:,.1f} MiB "
             f"before, {held.rss_kib / 1024:,.1f} MiB held: {result.kib_per_conn} KiB per "
-            f"connection; {held.fds:,} fds (before {before.fds:,})"
+            f"connection; {held.fds:,} fds (before {before.fds:,}); fds per process "
+            + " ".join(f"{n:,}" for n in held.fds_each)
         )
     for r in result.rounds:
         lat = r["latency_ms"]

@@ -83,15 +83,17 @@ def tree_rss_kib(pid: int) -> int:
     return sum(_status_kib(p, "VmRSS") for p in descendants(pid))
 
 
+def open_fds(pid: int) -> int:
+    """Open file descriptors of the one process ``pid`` (0 if it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
 def tree_open_fds(pid: int) -> int:
     """Open file descriptors of ``pid`` and its descendants (accepted sockets included)."""
-    total = 0
-    for p in descendants(pid):
-        try:
-            total += len(os.listdir(f"/proc/{p}/fd"))
-        except OSError:
-            pass
-    return total
+    return sum(open_fds(p) for p in descendants(pid))
 
 
 @dataclass
