@@ -37,7 +37,8 @@ def test_holds_every_connection_and_every_ping_is_answered(
     code, r = hold(server, capsys, "--connections", str(CONNECTIONS), "--procs", "3",
                    "--sources", "2", "--rounds", "2")  # fmt: skip
     assert code == 0 and r["ok"], r
-    assert r["connected"] == CONNECTIONS and r["failures"] == 0 and not r["connect_errors"]
+    assert r["connected"] == r["held"] == CONNECTIONS
+    assert r["failures"] == 0 and not r["connect_errors"]
     assert r["config"]["procs"] == 3 and r["config"]["sources"] == 2
     assert r["connect_rate"] > 0
     assert [x["round"] for x in r["rounds"]] == [1, 2]
@@ -71,6 +72,15 @@ def test_a_wrong_reply_is_a_failure_of_its_round(
     assert r["connected"] == 20
     assert r["rounds"][0]["answered"] == 0
     assert r["rounds"][0]["errors"] == {"wrong reply": 20}
+
+
+def test_held_counts_only_what_the_server_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    # One process over its cap accepts, answers ERR busy and closes: connected, not held.
+    with start_server(aiotcp_argv(["--max-connections", "10"])) as srv:
+        code, r = hold(srv, capsys, "--connections", "20", "--rounds", "1")
+    assert code == 1 and not r["ok"]
+    assert r["connected"] == 20 and r["held"] == 10
+    assert r["rounds"][0]["answered"] == 10 and r["rounds"][0]["errors"] == {"closed": 10}
 
 
 def test_a_server_gone_fails_the_connects() -> None:

@@ -11,7 +11,8 @@ for its reply ``<prefix><line>``. A reply late, wrong or missing, or a connectio
 a failure of that round. Latency goes to an HDR histogram (µs) sent back to the parent.
 
 :func:`child_main` is the process's entry point: it obeys commands from the parent
-(:mod:`aiotcp.bench.holdrun`) on a pipe: ``ready``, ``connect``, ``round``, ``close``.
+(:mod:`aiotcp.bench.holdrun`) on a pipe: ``ready``, ``connect``, ``held``, ``round``,
+``close``.
 """
 
 from __future__ import annotations
@@ -212,8 +213,12 @@ class Holder:
         return {
             "pings": len(items), "answered": answered, "errors": errors, "samples": samples,
             "histogram": hist.encode().decode() if hist.get_total_count() else "",
-            "churn": churned, "held": sum(1 for c in self.conns.values() if not c.lost),
+            "churn": churned, "held": self.held(),
         }  # fmt: skip
+
+    def held(self) -> int:
+        """Connections open now (the server may have closed some after their connect)."""
+        return sum(1 for c in self.conns.values() if not c.lost)
 
     def close(self) -> None:
         for conn in self.conns.values():
@@ -234,6 +239,8 @@ def child_main(cfg_dict: dict[str, Any], index: int, pipe: Any) -> None:
                 pipe.send({})
             elif command == "connect":
                 pipe.send(await holder.connect())
+            elif command == "held":
+                pipe.send({"held": holder.held()})
             elif isinstance(command, tuple) and command[0] == "round":
                 pipe.send(await holder.round(command[1]))
             else:

@@ -7,7 +7,7 @@ connection once, paced over ``round_seconds``. Between phases the parent reads t
 server's resident memory and open fds from /proc, summed over ``--server-pid`` and its
 descendants (a supervisor and all its workers), so memory per connection is
 ``(RSS held - RSS before) / connections held``. A run is ok when every connection was
-opened, every ping of every round was answered in time and every churned connection
+opened and still open once the server settled, every ping of every round was answered in time and every churned connection
 reopened.
 """
 
@@ -59,6 +59,7 @@ class HoldResult:
 
     connections: int
     connected: int = 0
+    held: int = 0
     connect_seconds: float = 0.0
     connect_rate: float = 0.0
     connect_errors: dict[str, int] = field(default_factory=dict)
@@ -79,7 +80,7 @@ class HoldResult:
     @property
     def ok(self) -> bool:
         """Every connection held and nothing failed."""
-        return self.connected == self.connections and self.failures == 0
+        return self.held == self.connected == self.connections and self.failures == 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -162,9 +163,12 @@ def run_hold(cfg: HoldConfig) -> HoldResult:
         if result.connect_seconds > 0:
             result.connect_rate = round(result.connected / result.connect_seconds, 1)
         result.server_held = _settled(cfg.server_pid, result.server_before, result.connected)
-        if result.server_before and result.server_held and result.connected:
+        # A server may close what it accepted (a full one answering ERR busy, or libuv's
+        # EMFILE handling): held is what is still open once the server has settled.
+        result.held = sum(a["held"] for a in _failed(clients.ask("held", CHILD_GRACE), result))
+        if result.server_before and result.server_held and result.held:
             grown = result.server_held.rss_kib - result.server_before.rss_kib
-            result.kib_per_conn = round(grown / result.connected, 3)
+            result.kib_per_conn = round(grown / max(1, result.held), 3)
         for number in range(1, cfg.rounds + 1):
             result.rounds.append(_round(clients, cfg, number, result))
         result.server_after_rounds = ServerSample.read(cfg.server_pid) if cfg.rounds else None
@@ -229,9 +233,9 @@ def format_hold(result: HoldResult) -> str:
     """Human-readable multi-line report of a hold run."""
     c = result.config
     lines = [
-        (f"aiotcp bench --mode hold: {result.connected:,}/{result.connections:,} connections "
-         f"held from {c['procs']} processes over {c['sources']} source addresses from "
-         f"{c['source_base']} to {c['host']}:{c['port']}"),
+        (f"aiotcp bench --mode hold: {result.held:,}/{result.connections:,} connections "
+         f"held ({result.connected:,} connected) from {c['procs']} processes over "
+         f"{c['sources']} source addresses from {c['source_base']} to {c['host']}:{c['port']}"),
         (f"  connect     {result.connect_seconds:.2f} s, {result.connect_rate:,.0f} connections/s "
          f"({c['in_progress']} in progress per process)"),
     ]  # fmt: skip
