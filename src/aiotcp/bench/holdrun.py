@@ -22,7 +22,8 @@ from typing import Any
 
 from aiotcp.bench.hold import HoldConfig, child_main
 from aiotcp.bench.results import latency_summary_ms, new_histogram
-from aiotcp.bench.serverproc import descendants, open_fds, tree_rss_kib
+from aiotcp.bench.serverproc import descendants, open_fds, rss_kib
+from aiotcp.bench.stamp import Recorder, stamp_line
 
 #: Seconds a client process may take to start and answer a command, beyond what the
 #: command itself may take (connect timeouts, a round and its ping timeout).
@@ -36,12 +37,14 @@ SETTLE_QUIET = 2.0
 @dataclass
 class ServerSample:
     """The server's processes, resident memory (KiB) and open fds at one moment, and
-    each process's fds (a supervisor's workers: how evenly they accepted)."""
+    each process's (a supervisor's workers: how evenly they accepted; a process's RSS
+    stays near the most connections it held, as freed memory is kept for reuse)."""
 
     processes: int = 0
     rss_kib: int = 0
     fds: int = 0
     fds_each: list[int] = field(default_factory=list)
+    rss_each: list[int] = field(default_factory=list)
 
     @classmethod
     def read(cls, pid: int) -> ServerSample | None:
@@ -49,8 +52,9 @@ class ServerSample:
         if not pid:
             return None
         pids = descendants(pid)
-        each = [open_fds(p) for p in pids]
-        return cls(len(pids), tree_rss_kib(pid), sum(each), each)
+        fds = [open_fds(p) for p in pids]
+        rss = [rss_kib(p) for p in pids]
+        return cls(len(pids), sum(rss), sum(fds), fds, rss)
 
 
 @dataclass
@@ -71,6 +75,7 @@ class HoldResult:
     error_samples: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    stamp: dict[str, Any] = field(default_factory=dict)  # aiotcp.bench.stamp: where from
 
     @property
     def failures(self) -> int:
@@ -148,6 +153,7 @@ def _failed(answers: list[dict[str, Any]], result: HoldResult) -> list[dict[str,
 
 def run_hold(cfg: HoldConfig) -> HoldResult:
     """Run ``cfg`` (see the module docstring); the finished result."""
+    recorder = Recorder("aiotcp bench --mode hold")
     result = HoldResult(connections=cfg.connections, config=asdict(cfg))
     result.server_before = ServerSample.read(cfg.server_pid)
     clients = _Clients(cfg)
@@ -176,6 +182,7 @@ def run_hold(cfg: HoldConfig) -> HoldResult:
         clients.close()
     if not cfg.server_pid:
         result.warnings.append("no --server-pid: the server's memory and fds were not read")
+    result.stamp = recorder.stamp()
     return result
 
 
@@ -268,4 +275,6 @@ def format_hold(result: HoldResult) -> str:
     else:
         lines.append("  failures    none (every connection opened, every ping answered)")
     lines.extend(f"  WARNING: {w}" for w in result.warnings)
+    if result.stamp:
+        lines.append(stamp_line(result.stamp))
     return "\n".join(lines)

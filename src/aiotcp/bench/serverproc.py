@@ -78,9 +78,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory (VmRSS) of the one process ``pid``, KiB (0 if it is gone)."""
+    return _status_kib(pid, "VmRSS")
+
+
 def tree_rss_kib(pid: int) -> int:
     """Resident memory (VmRSS) of ``pid`` and its descendants, KiB (0 if it is gone)."""
-    return sum(_status_kib(p, "VmRSS") for p in descendants(pid))
+    return sum(rss_kib(p) for p in descendants(pid))
 
 
 def open_fds(pid: int) -> int:
