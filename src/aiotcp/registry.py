@@ -155,6 +155,13 @@ class Registry:
         self.access_log = config.access_log
         self.interval = sweep_interval(config)
         self.on_empty: Callable[[], None] | None = None
+        # A worker on a shared accept queue (aiotcp.accepting): told to stop accepting at
+        # ``pause_at`` places taken and to accept again at ``resume_at``. 0: never stops.
+        self.pause_at = 0
+        self.resume_at = 0
+        self.accepting = True
+        self.on_full: Callable[[], None] | None = None
+        self.on_room: Callable[[], None] | None = None
         self._per_ip: dict[str, int] = {}
         self._opened_clock = 0.0
         stats.live = self.live_totals
@@ -206,12 +213,28 @@ class Registry:
         if refusal is None:
             self.held += 1
             self._count_ip(ip, 1)
+            if self.pause_at:
+                self._check_full()
         return refusal
 
     def release(self, ip: str | None) -> None:
         """The handshake held with ``ip`` ended (the connection is admitted or lost)."""
         self.held -= 1
         self._count_ip(ip, -1)
+        if not self.accepting:
+            self._check_room()
+
+    def _check_full(self) -> None:
+        if self.accepting and len(self.members) + self.held >= self.pause_at:
+            self.accepting = False
+            if self.on_full is not None:
+                self.on_full()
+
+    def _check_room(self) -> None:
+        if not self.accepting and len(self.members) + self.held <= self.resume_at:
+            self.accepting = True
+            if self.on_room is not None:
+                self.on_room()
 
     def admit(self, conn: Member, ip: str | None) -> tuple[str, str] | None:
         """Register ``conn`` (from client ``ip``), or return (code, text) of its refusal.
@@ -231,6 +254,8 @@ class Registry:
         stats = self.stats
         stats.connections += 1
         stats.connections_accepted += 1
+        if self.pause_at:
+            self._check_full()
         return None
 
     def forget(self, conn: Member) -> None:
@@ -262,6 +287,8 @@ class Registry:
                 conn.bytes_out,
                 conn.close_reason,
             )
+        if not self.accepting:
+            self._check_room()
         if not members and self.on_empty is not None:
             self.on_empty()
 

@@ -88,8 +88,10 @@ def missing_extra(config: Config) -> str | None:
     return None
 
 
-def run(config: Config, handler: Any = None) -> int:
-    """Serve ``handler`` (default: the app ``config`` names) until SIGINT/SIGTERM."""
+def run(config: Config, handler: Any = None, shared: bool = False) -> int:
+    """Serve ``handler`` (default: the app ``config`` names) until SIGINT/SIGTERM.
+
+    ``shared``: a worker, whose listening sockets other workers accept from too."""
     configure_logging(config)
     missing = missing_extra(config)
     if missing is not None:
@@ -104,17 +106,19 @@ def run(config: Config, handler: Any = None) -> int:
     name = config.app if handler is None else app_name(handler)
     try:
         with asyncio.Runner(loop_factory=loop_factory(config)) as runner:
-            return runner.run(serve_async(config, app, name))
+            return runner.run(serve_async(config, app, name, shared))
     finally:
         remove_socket_files()  # a --uds file this process made
 
 
-async def serve_async(config: Config, handler: Any, name: str | None = None) -> int:
+async def serve_async(
+    config: Config, handler: Any, name: str | None = None, shared: bool = False
+) -> int:
     """Start, serve until a signal, drain. Returns the exit code. ``name`` is what the
-    log calls the app (default: ``config.app``)."""
+    log calls the app (default: ``config.app``); ``shared`` as for :func:`run`."""
     loop = asyncio.get_running_loop()
     try:
-        server = Server(handler, config)
+        server = Server(handler, config, shared=shared)
     except (CodecError, AppError) as e:
         log.error("%s", e)
         return 1

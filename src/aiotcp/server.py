@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiotcp.accepting import Acceptor, pause_points
 from aiotcp.app import App, as_app
 from aiotcp.codecs import AnyCodec, CodecError, builtin, checked_factory, imported
 from aiotcp.config import Config
@@ -134,17 +135,25 @@ class Server:
     """An aiotcp server for one app (a handler, or a streams ``handle_client``) and one Config.
 
     ``async with Server(app, config) as server: await server.serve_until_stopped()``, or
-    :meth:`start` and :meth:`shutdown` from the same task.
+    :meth:`start` and :meth:`shutdown` from the same task. ``shared``: its listening
+    sockets' queues are shared with other workers, so at its cap (or fd limit) it stops
+    accepting rather than refusing (see :mod:`aiotcp.accepting`).
     """
 
-    def __init__(self, app: Any, config: Config, stats: Stats | None = None) -> None:
+    def __init__(
+        self, app: Any, config: Config, stats: Stats | None = None, shared: bool = False
+    ) -> None:
         self.config = config.validate()
+        self.shared = shared
         self.stats = stats if stats is not None else Stats()
         self.app: App = as_app(app)
         self.app.stats = self.stats  # app hooks: apps count their own events
         self.streams = config.api == "streams"
         max_connections = config.max_connections or default_max_connections(_nofile())
         self.registry = Registry(config, self.stats, max_connections)
+        if shared:
+            cap = min(max_connections, default_max_connections(_nofile()))
+            self.registry.pause_at, self.registry.resume_at = pause_points(cap)
         self.dispatch = Dispatch(self.app.target, config, self.stats)
         # What one connection's codec is made by (called with a frame limit; clients of
         # this server in tests make theirs with it too), then the server's own.
@@ -159,7 +168,7 @@ class Server:
         self.addresses: list[tuple[str, int]] = []
         # TLS and the PROXY protocol, made at start (None for plain TCP).
         self.front_door: FrontDoorWrapper | None = None
-        self._listeners: list[asyncio.AbstractServer] = []
+        self._acceptor: Acceptor | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._stop = asyncio.Event()
         self._stop_requests = 0
@@ -194,7 +203,8 @@ class Server:
     def ready(self) -> bool:
         """True while serving; False before start and once shutdown began."""
         # app readiness: e.g. a broker that cannot be reached.
-        return bool(self._listeners) and not self.registry.shutting_down and self.app.ready
+        serving = self._acceptor is not None and self._acceptor.serving
+        return serving and not self.registry.shutting_down and self.app.ready
 
     # ---- startup -------------------------------------------------------------------
 
@@ -228,9 +238,8 @@ class Server:
             await self._listen(loop)
             self._sweeper = tasks.create_task(self._sweep())
         except BaseException:
-            for listener in self._listeners:
-                listener.close()
-            self._listeners.clear()
+            if self._acceptor is not None:
+                self._acceptor.close()
             # Undone as a normal exit (a TaskGroup would wrap the error in a group); the
             # lifespan's code after its yield runs, closing what it opened.
             await stack.aclose()
@@ -252,16 +261,17 @@ class Server:
         accepts = LISTEN_BACKLOG if uvloop else ASYNCIO_ACCEPTS_PER_TURN
         bound = open_listeners(self.config)
         socks = [b.sock for b in bound]
+        acceptor = Acceptor(factory, socks, accepts, LISTEN_BACKLOG, self.shared)
         try:
             for sock in socks:
                 set_keepalive(sock, self.config.tcp_keepalive)  # accepted sockets inherit it
-                listener = await loop.create_server(factory, sock=sock, backlog=accepts)
-                sock.listen(LISTEN_BACKLOG)  # the loop's listen() used ``accepts``
-                self._listeners.append(listener)
+            await acceptor.start()
         except BaseException:
             for sock in socks:
                 sock.close()
             raise
+        self._acceptor = acceptor
+        self.registry.on_full, self.registry.on_room = acceptor.pause, acceptor.resume
         # The address is always announced, whatever the level: scripts and tests that
         # bind port 0 read it (like uvicorn's "running on" line).
         level = max(logging.INFO, log.getEffectiveLevel())
@@ -315,8 +325,9 @@ class Server:
         registry = self.registry
         registry.shutting_down = True
         self._stop.set()
-        for listener in self._listeners:
-            listener.close()
+        acceptor = self._acceptor
+        if acceptor is not None:
+            acceptor.close()
         # Connections the listeners accepted before they closed are made on the next
         # turns (asyncio makes each in a task of its own): they are admitted and drained.
         for _ in range(ACCEPTED_TURNS):
@@ -337,8 +348,8 @@ class Server:
                 if conn.bytes_in:
                     conn.shut_down()
             await self._drain()
-        for listener in self._listeners:
-            await listener.wait_closed()
+        if acceptor is not None:
+            await acceptor.wait_closed()
         await self.dispatch.wait()  # handler tasks of connections now gone
         if self._sweeper is not None:
             self._sweeper.cancel()

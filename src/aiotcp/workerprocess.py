@@ -175,7 +175,7 @@ def worker_main() -> int:
     logging.getLogger("aiotcp").addHandler(last)
     from aiotcp.runner import run
 
-    code = run(config)
+    code = run(config, shared=True)  # every worker accepts from the supervisor's sockets
     if code != 0 and last.message:
         write_failure(last.message)
     return code

@@ -36,7 +36,9 @@ its own descriptor and stops accepting; what waits in the queue is taken by the 
 still accepting, and while no worker accepts (between the first spawn and the first
 ready worker) connections wait in the backlog rather than being refused.
 
-Limits (max_connections, per-IP caps, threads) apply per worker.
+Limits (max_connections, per-IP caps, threads) apply per worker. A worker at its cap (or
+its fd limit) stops accepting from the shared queue until it has room again, so the
+workers with room take what waits there (:mod:`aiotcp.accepting`).
 Workers run in their own process group, so a terminal's Ctrl-C reaches only the
 supervisor (which forwards it once), and they ask the kernel for SIGTERM if the
 supervisor dies (Linux).

@@ -13,11 +13,12 @@ import json
 import sys
 from collections.abc import Callable
 
+from aiotcp.bench.holdcli import add_hold_arguments, hold_main
 from aiotcp.bench.loadgen import LoadConfig
 from aiotcp.bench.results import LoadResult
 from aiotcp.bench.verify import VerifyMode
 
-MODES = ("load", "idle", "trickle", "no-read", "half-close", "storm")
+MODES = ("load", "idle", "trickle", "no-read", "half-close", "storm", "hold")
 #: Modules of the ``bench`` extra that each command cannot run without.
 BENCH_NEEDS: tuple[str, ...] = ("hdrh", "tqdm")
 COMPARE_NEEDS: tuple[str, ...] = ("hdrh", "matplotlib")
@@ -90,10 +91,12 @@ def build_bench_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--processes",
+        "--procs",
         "-p",
         type=int,
-        default=1,
-        help="split connections across N client processes; histograms merged",
+        default=None,
+        help="split connections across N client processes; histograms merged (default 1; "
+        "hold: enough that each stays under its fd limit)",
     )
     p.add_argument(
         "--prefix", "--expect-prefix", dest="expect_prefix", default="已收到: ",
@@ -115,7 +118,8 @@ def build_bench_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=MODES,
         default="load",
-        help="load (default), or a misbehaving client: idle holders, byte tricklers, never-readers, half-closers, connect storm",
+        help="load (default), or a misbehaving client: idle holders, byte tricklers, never-readers, "
+        "half-closers, connect storm; or hold: N connections held, pinged in rounds",
     )
     p.add_argument(
         "--interval", type=float, default=1.0, help="trickle: seconds between bytes (default 1)"
@@ -126,6 +130,7 @@ def build_bench_parser() -> argparse.ArgumentParser:
         default=10,
         help="half-close: messages per connection before shutdown(SHUT_WR) (default 10)",
     )
+    add_hold_arguments(p)
     return p
 
 
@@ -146,7 +151,7 @@ def load_config(args: argparse.Namespace) -> LoadConfig:
         framing=args.framing,
         verify=verify,
         expect_prefix=args.expect_prefix,
-        processes=args.processes,
+        processes=args.processes or 1,
         count=args.count,
     )
 
@@ -216,12 +221,14 @@ def bench_main(argv: list[str]) -> int:
     args = build_bench_parser().parse_args(argv)
     if missing_extra("aiotcp bench", BENCH_NEEDS):
         return 2
+    if args.mode == "hold":
+        return hold_main(args)
     if (
         args.connections < 1
         or args.duration < 0
         or args.size < 0
         or args.in_flight < 1
-        or args.processes < 1
+        or (args.processes is not None and args.processes < 1)
         or args.count < 0
     ):
         print(

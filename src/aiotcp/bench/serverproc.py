@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import IO
 
+from aiotcp.bench.stamp import children
+
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
@@ -46,21 +48,12 @@ def aiotcp_argv(extra: list[str] | None = None) -> list[str]:
     ]  # fmt: skip
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """``pid`` and all its descendants (via /proc/<pid>/task/*/children)."""
     out = [pid]
     i = 0
     while i < len(out):
-        try:
-            tasks = os.listdir(f"/proc/{out[i]}/task")
-        except OSError:
-            tasks = []
-        for tid in tasks:
-            try:
-                with open(f"/proc/{out[i]}/task/{tid}/children") as f:
-                    out.extend(int(c) for c in f.read().split())
-            except OSError:
-                pass
+        out.extend(children(out[i]))
         i += 1
     return out
 
@@ -85,6 +78,29 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def rss_kib(pid: int) -> int:
+    """Resident memory (VmRSS) of the one process ``pid``, KiB (0 if it is gone)."""
+    return _status_kib(pid, "VmRSS")
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory (VmRSS) of ``pid`` and its descendants, KiB (0 if it is gone)."""
+    return sum(rss_kib(p) for p in descendants(pid))
+
+
+def open_fds(pid: int) -> int:
+    """Open file descriptors of the one process ``pid`` (0 if it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def tree_open_fds(pid: int) -> int:
+    """Open file descriptors of ``pid`` and its descendants (accepted sockets included)."""
+    return sum(open_fds(p) for p in descendants(pid))
+
+
 @dataclass
 class ServerProcess:
     """A running server under test; use ``start_server`` to make one."""
@@ -101,25 +117,19 @@ class ServerProcess:
 
     def rss_kib(self) -> int:
         """Current resident memory (VmRSS) of the server and its descendants, KiB."""
-        return sum(_status_kib(p, "VmRSS") for p in _descendants(self.pid))
+        return tree_rss_kib(self.pid)
 
     def peak_rss_kib(self) -> int:
         """Peak resident memory (VmHWM) summed over the server and its descendants, KiB."""
-        return sum(_status_kib(p, "VmHWM") for p in _descendants(self.pid))
+        return sum(_status_kib(p, "VmHWM") for p in descendants(self.pid))
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds used so far by the server and its live descendants."""
-        return sum(_cpu_seconds(p) for p in _descendants(self.pid))
+        return sum(_cpu_seconds(p) for p in descendants(self.pid))
 
     def open_fds(self) -> int:
         """Open file descriptors of the server and its descendants (accepted sockets included)."""
-        total = 0
-        for pid in _descendants(self.pid):
-            try:
-                total += len(os.listdir(f"/proc/{pid}/fd"))
-            except OSError:
-                pass
-        return total
+        return tree_open_fds(self.pid)
 
     def stderr_text(self) -> str:
         """Everything the server wrote to stderr so far."""

@@ -47,7 +47,8 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The child pids of ``pid`` (every thread's, from /proc); [] if it is gone."""
     out: list[int] = []
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
@@ -78,7 +79,7 @@ def own_cpu_seconds() -> float:
     while todo:
         pid = todo.pop()
         total += _tree_cpu_seconds(pid)
-        todo.extend(_children(pid))
+        todo.extend(children(pid))
     return total
 
 
