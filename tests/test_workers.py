@@ -21,10 +21,13 @@ from support.waiting import HANG_GUARD, wait_until
 
 PIDS = re.compile(r"(\d+) workers serving: pids ([\d ]+)")
 RESTARTED = re.compile(r"worker (\d+) restarted \(pid (\d+)\)")
-# Connections tried until every worker has answered one. The kernel spreads connections
-# by a hash of the 4-tuple: 300 connections all landing on one of two listeners has
-# probability 2**-299.
+# Connections tried until every worker has answered one: a hang guard. The workers
+# share one accept queue, and whichever accepts first takes the connection (one worker
+# can take every connection of a quiet test); so these tests run the workers with
+# --max-connections 1 and hold each connection open: a worker that holds one leaves the
+# queue to the others (aiotcp.accepting), and the next connection reaches another worker.
 SPREAD_ATTEMPTS = 300
+ONE_EACH = ("--max-connections", "1")
 # A drain that cannot end by itself within any hang guard: only a second signal ends it.
 DRAIN_NEVER_ENDS = 600.0
 # ``aiotcp serve`` with two workers, for runs that are expected to fail at startup.
@@ -44,12 +47,20 @@ def pid_of_reply(port: int) -> int:
 
 
 def pids_serving(port: int, want: set[int]) -> set[int]:
-    """Connect until every pid in ``want`` has answered (or SPREAD_ATTEMPTS connections)."""
+    """Connect, holding each connection open, until every pid in ``want`` has answered
+    (or SPREAD_ATTEMPTS connections); of a server started with ONE_EACH."""
     seen: set[int] = set()
-    for _ in range(SPREAD_ATTEMPTS):
-        seen.add(pid_of_reply(port))
-        if want <= seen:
-            break
+    held: list[LineClient] = []
+    try:
+        for _ in range(SPREAD_ATTEMPTS):
+            client = LineClient(port)
+            held.append(client)
+            seen.add(int(client.ask("pid") or 0))
+            if want <= seen:
+                break
+    finally:
+        for client in held:
+            client.close()
     return seen
 
 
@@ -58,7 +69,7 @@ def start(spawn_server: SpawnServer, *args: str) -> ServerProcess:
 
 
 def test_both_workers_accept_on_one_port(spawn_server: SpawnServer) -> None:
-    server = start(spawn_server)
+    server = start(spawn_server, *ONE_EACH)
     pids = worker_pids(server)
     assert len(set(pids)) == 2
     assert pids_serving(server.port, set(pids)) == set(pids)
@@ -66,7 +77,7 @@ def test_both_workers_accept_on_one_port(spawn_server: SpawnServer) -> None:
 
 
 def test_killed_worker_is_replaced_and_service_keeps_answering(spawn_server: SpawnServer) -> None:
-    server = start(spawn_server)
+    server = start(spawn_server, *ONE_EACH)
     victim, survivor = worker_pids(server)
     os.kill(victim, signal.SIGKILL)
     server.wait_for_log(re.escape(f"(pid {victim}) exited with code -9"))
@@ -86,7 +97,8 @@ def test_sigterm_drains_every_worker_and_readyz_flips(
 ) -> None:
     metrics_port = free_port()
     release = tmp_path / "release"
-    server = start(spawn_server, "--metrics-port", str(metrics_port), "--shutdown-timeout", "20")
+    server = start(spawn_server, "--metrics-port", str(metrics_port), "--shutdown-timeout", "20",
+                   *ONE_EACH)
     pids = set(worker_pids(server))
     wait_until(lambda: http_get(metrics_port, "/readyz")[0] == 200, what="/readyz 200")
     # Hold one connection on each worker with a message in flight until `release`.
