@@ -49,7 +49,7 @@ def combine(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
         samples.extend(r.get("error_samples", [])[: max(0, 3 - len(samples))])
     row["errors"] = errors
     row["error_samples"] = samples
-    if row["kind"] == "load":
+    if row["kind"] in ("load", "connect"):  # a connect cycle is counted as a message
         _spread(row, "throughput", [r["throughput"] for r in runs])
         keys = runs[0]["latency_ms"].keys()
         row["latency_ms"] = {k: round(_median([r["latency_ms"][k] for r in runs]), 3) for k in keys}

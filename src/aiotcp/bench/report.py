@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from aiotcp.bench.cengine import CONNECT_SOURCES
 from aiotcp.bench.plots import write_plots
 from aiotcp.bench.results import CLIENT_BOUND_CPU
 from aiotcp.bench.stamp import stamp_line
@@ -64,15 +65,24 @@ def headline(loads: list[str]) -> list[str]:
     return chosen or loads[:2]
 
 
+def _column(workload: str) -> str:
+    """A throughput column's label: the workload, and its unit when it is not replies/s."""
+    return f"{workload} (new conns/s)" if workload.startswith("connect") else workload
+
+
 def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str]) -> list[Table]:
-    """Return (title, header, body rows) for each report table; one body row per server."""
+    """Return (title, header, body rows) for each report table; one body row per server.
+
+    Connection-rate workloads (``connect<N>``) sit among the load columns, their figure new
+    connections per second (one reply each), and always have a ratio column.
+    """
     by = {(r["server"], r["workload"]): r for r in rows}
     loads = [w for w in workloads if not w.startswith("hold")]
     holds = [w for w in workloads if w.startswith("hold")]
     out: list[Table] = [
         (
             "Throughput, replies/s: median of the runs (min–max)",
-            ["server", *loads],
+            ["server", *map(_column, loads)],
             [[s, *(_cell(by.get((s, w)), "throughput") for w in loads)] for s in servers],
         ),
         (
@@ -81,7 +91,7 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
             [[s, *(_cell(by.get((s, w)), "p99") for w in loads)] for s in servers],
         ),
     ]
-    head = headline(loads)
+    head = list(dict.fromkeys([*headline(loads), *(w for w in loads if w.startswith("connect"))]))
     header = ["server", *(f"{w} {label}" for _, label in RATIOS for w in head)]
     body = []
     for s in servers:
@@ -205,6 +215,14 @@ def _notes(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
             "is high, the run shared its cores with other work and its figures are low and noisy."
         ),
     ]
+    if any(r.get("kind") == "connect" for r in rows):
+        notes.append(
+            "connect<N> = the connection rate: N loops of the compiled connrate client (epoll, "
+            "one thread) each connect, send one 64-byte line, read and verify the whole reply, "
+            "close (the client first, so TIME_WAIT stays on its side; its loops bind "
+            f"127.0.0.1-{CONNECT_SOURCES} so the ephemeral ports last) and repeat; the figure "
+            "is completed cycles per second, its latency a whole cycle's."
+        )
     if meta.get("aiotcp_args"):
         notes.append(f"aiotcp extra flags: `{' '.join(meta['aiotcp_args'])}`.")
     for r in rows:

@@ -1,6 +1,8 @@
-/* The load engine's results: latency histogram, error counts and samples, the JSON report.
+/* The load engine's and the connection-rate client's results: latency histogram, error
+ * counts and samples, the JSON report.
  *
- * Included by loadgen.c only (one translation unit; the build hashes every file here).
+ * Included by loadgen.c and connrate.c (each one translation unit; the build hashes every
+ * file here).
  */
 #ifndef AIOTCP_RESULTS_H
 #define AIOTCP_RESULTS_H
