@@ -74,17 +74,7 @@ static struct sockaddr_in server_addr;
 static int ep, sending;
 static uint64_t begun, completed;
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
 
 static const unsigned char *reply_of(const loop_t *l) { return replies + (l->cycles % DISTINCT) * reply_len; }
 
@@ -226,20 +216,17 @@ static void build_payloads(void) {
 }
 
 static void usage(const char *why) {
-    fprintf(stderr, "aiotcp-connrate: %s\nusage: aiotcp-connrate [--host IPv4] [--port P] [--loops N] "
-            "[--size S] [--duration D] [--sources K] [--prefix P] [--timeout S] [--drain-timeout S] "
-            "[--sync-start]\n", why);
-    exit(2);
+    usage_exit("aiotcp-connrate", why, "[--host IPv4] [--port P] [--loops N] [--size S] "
+               "[--duration D] [--sources K] [--prefix P] [--timeout S] [--drain-timeout S] [--sync-start]");
 }
 
 static void parse(int argc, char **argv) {
-    snprintf(opt.prefix, sizeof opt.prefix, "%s", "\xe5\xb7\xb2\xe6\x94\xb6\xe5\x88\xb0: ");
+    snprintf(opt.prefix, sizeof opt.prefix, "%s", DEFAULT_PREFIX);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--sync-start")) { opt.sync_start = 1; continue; }
-        if (i + 1 >= argc) usage("missing value");
-        const char *v = argv[++i];
-        if (!strcmp(a, "--host")) opt.host = v;
+        const char *a = argv[i], *v = option_value(argc, argv, &i);
+        if (!v) usage("missing value");
+        if (!strcmp(a, "--sync-start")) opt.sync_start = 1;
+        else if (!strcmp(a, "--host")) opt.host = v;
         else if (!strcmp(a, "--port")) opt.port = atoi(v);
         else if (!strcmp(a, "--loops")) opt.loops = atol(v);
         else if (!strcmp(a, "--size")) opt.size = atol(v);
