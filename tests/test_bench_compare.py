@@ -176,6 +176,8 @@ def test_connection_rate_row_has_its_ratio_and_unit(tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert "| server | connect3-d0.3 (new conns/s) |" in md
     assert "connect3-d0.3 vs uvloop Protocol" in md and "connect<N> = the connection rate" in md
+    assert rows["aiotcp-ack"]["server_us_per_conn_min"] > 0
+    assert "## Server CPU per new connection, µs" in md
 
 
 def test_connection_rate_needs_the_compiled_client() -> None:

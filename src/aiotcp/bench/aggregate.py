@@ -60,6 +60,8 @@ def combine(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
         _spread(row, "other_cpu_pct", [r.get("other_cpu_pct", 0.0) for r in runs])
         row["connected"] = min(r["connected"] for r in runs)
         row["warnings"] = sorted({w for r in runs for w in r.get("warnings", [])})
+        if row["kind"] == "connect":
+            _spread(row, "server_us_per_conn", [r.get("server_us_per_conn", 0.0) for r in runs], 2)
     else:
         _spread(row, "kib_per_conn", [r["kib_per_conn"] for r in runs], 2)
         row["held"] = min(r["held"] for r in runs)

@@ -142,6 +142,10 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
     row.pop("histogram", None)
     row.pop("config", None)
     row["server_cpu_pct"] = round(100.0 * cpu / wall, 1) if wall > 0 else 0.0
+    if wl.kind == "connect" and result.messages_acked:
+        # What a connection costs the server: steadier than the rate on a shared machine,
+        # where the cycle's wake-ups, not the server's CPU, can bound the rate.
+        row["server_us_per_conn"] = round(1e6 * cpu / result.messages_acked, 2)
     row["other_cpu_pct"] = round(max(0.0, 100.0 * (busy - cpu - client) / wall), 1) if wall else 0.0
     return row
 

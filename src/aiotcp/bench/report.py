@@ -52,6 +52,9 @@ def _cell(row: dict[str, Any] | None, what: str) -> str:
             text += CLIENT_BOUND_MARK
     elif what == "p99":
         text = f"{row['latency_ms']['p99']:.2f}"
+    elif what == "us_per_conn":
+        text = (f"{row['server_us_per_conn']:.1f} ({row['server_us_per_conn_min']:.1f}–"
+                f"{row['server_us_per_conn_max']:.1f})")  # fmt: skip
     else:  # kib
         text = f"{row['kib_per_conn']:.2f} ({row['kib_per_conn_min']:.2f}–{row['kib_per_conn_max']:.2f})"
     if row.get("errors"):
@@ -102,6 +105,11 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
                 line.append(f"{r[key]:.2f}" if r and key in r else "-")
         body.append(line)
     out.append(("Ratios of median throughput (same workload)", header, body))
+    rates = [w for w in loads if w.startswith("connect")]
+    if rates:
+        body = [[s, *(_cell(by.get((s, w)), "us_per_conn") for w in rates)] for s in servers]
+        out.append(("Server CPU per new connection, µs: median of the runs (min–max)",
+                    ["server", *rates], body))  # fmt: skip
     header = [
         "server", *(f"KiB per held conn ({w[4:]})" for w in holds),
         "client CPU % (max)", "server CPU % (max)", "other processes CPU % (max)",
