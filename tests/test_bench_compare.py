@@ -134,7 +134,9 @@ def test_length_framing_applies_to_the_servers_that_serve_it(server: str) -> Non
 @pytest.mark.parametrize("argv", [["--workloads", "c10"], ["--workloads", "x1-f1-s1"],
                                   ["--workloads", "hold"], ["--servers", "nginx"], ["--runs", "0"],
                                   ["--ladder", "hold10"], ["--ladder", "c1-f1-s0-length"],
-                                  ["--ladder-servers", "nginx"]])  # fmt: skip
+                                  ["--ladder-servers", "nginx"], ["--workloads", "connect0"],
+                                  ["--workloads", "connect5-d0"], ["--workloads", "connect5-s64"],
+                                  ["--ladder", "connect5"]])  # fmt: skip
 def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert compare_main(argv) == 2
     err = capsys.readouterr().err
@@ -151,6 +153,37 @@ def test_workload_names_parse() -> None:
     assert len(workloads.LADDER) == 8 and {parse_workload(w, 1.0).framing for w in workloads.LADDER} == {"line", "length"}
     with pytest.raises(ValueError):
         parse_workload("c10", 1.0)
+    wl = parse_workload("connect50-d2.5", 3.0)
+    assert (wl.kind, wl.connections, wl.size, wl.duration) == ("connect", 50, 64, 2.5)
+    assert wl.base == "connect50"
+    assert parse_workload("connect8", 3.0).duration == 3.0 and "connect50" in workloads.FULL
+    for bad in ("connect", "connect-5", "connect5-d1.2.3", "c1-f1-s1-d1.2.3"):
+        with pytest.raises(ValueError, match="use c<conns>"):
+            parse_workload(bad, 1.0)
+
+
+def test_connection_rate_row_has_its_ratio_and_unit(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    argv = ["--servers", "uvloop_protocol,aiotcp-ack", "--workloads", "connect3-d0.3",
+            "--runs", "1", "--out", str(out)]  # fmt: skip
+    assert compare_main(argv) == 0
+    rows = {r["server"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    for r in rows.values():
+        assert r["kind"] == "connect" and r["status"] == "ok" and r["errors"] == {}, r
+        assert r["throughput"] > 0 and r["client_cpu_pct"] > 0 and r["server_cpu_pct"] > 0
+    assert rows["uvloop_protocol"]["vs_uvloop_protocol"] == 1.0
+    assert "vs_uvloop_protocol" in rows["aiotcp-ack"]
+    md = (out / "report.md").read_text()
+    assert "| server | connect3-d0.3 (new conns/s) |" in md
+    assert "connect3-d0.3 vs uvloop Protocol" in md and "connect<N> = the connection rate" in md
+    assert rows["aiotcp-ack"]["server_us_per_conn_min"] > 0
+    assert "## Server CPU per new connection, µs" in md
+
+
+def test_connection_rate_needs_the_compiled_client() -> None:
+    wl = parse_workload("connect5", 1.0)
+    assert _applicable("aiotcp-ack", wl, "c") == ""
+    assert "compiled C" in _applicable("aiotcp-ack", wl, "python")
 
 
 @pytest.mark.parametrize("name", [s for s in lineup.ORDER if lineup.SERVERS[s].kind == "aiotcp"])

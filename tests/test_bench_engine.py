@@ -3,6 +3,7 @@ and gives way to the Python engine when there is no compiler."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aiotcp.bench import lineup
-from aiotcp.bench.cengine import choose_engine, run_c_load
+from aiotcp.bench.cengine import choose_engine, run_c_connrate, run_c_load
 from aiotcp.bench.cli import bench_main
 from aiotcp.bench.loadgen import LoadConfig
 from aiotcp.bench.native import CompilerUnavailable, build
@@ -96,15 +97,22 @@ class _SwappingHandler(socketserver.StreamRequestHandler):
                 held.clear()
 
 
-def test_detects_replies_out_of_order() -> None:
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SwappingHandler)
+@contextlib.contextmanager
+def _threaded_server(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
+    """A thread-per-connection server running ``handler`` on loopback; yields its port."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        result = run_c_load(LoadConfig(port=server.server_address[1], connections=1, duration=0.3, in_flight=2))
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_detects_replies_out_of_order() -> None:
+    with _threaded_server(_SwappingHandler) as port:
+        result = run_c_load(LoadConfig(port=port, connections=1, duration=0.3, in_flight=2))
     assert result.errors == {"verify": 1}
     assert "reply mismatch near message 0" in result.error_samples[0]
 
@@ -193,3 +201,67 @@ def test_length_framing_of_the_ladder_servers_over_loopback(name: str, feed: str
         if name == "c-epoll" and feed != "with trailing bytes":
             sock.sendall((65 * 1024).to_bytes(4, "big"))
             assert sock.recv(10) == b""
+
+
+@pytest.mark.parametrize("serve_args", [[], ["--app", "aiotcp.bench.userapp:handle"]],
+                         ids=["ack", "user-sync-handler"])  # fmt: skip
+def test_connrate_client_cycles_against_aiotcp_without_an_error(serve_args: list[str]) -> None:
+    with start_server(aiotcp_argv(serve_args)) as server:
+        marks: list[str] = []
+        result = run_c_connrate(LoadConfig(port=server.port, connections=4, duration=0.4),
+                                ready=lambda: marks.append("ready"))  # fmt: skip
+    assert result.ok, result.error_samples
+    assert marks == ["ready"] and result.engine == "c"
+    assert result.messages_acked > 0 and result.throughput > 0
+    assert result.messages_sent >= result.messages_acked  # begun >= completed in the window
+    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] and result.client_cpu[0] > 0
+
+
+class _WrongPrefix(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(b"got: " + self.rfile.readline())
+
+
+class _ErrBusy(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(b"ERR busy too many connections\n")
+
+
+class _ClosesAtOnce(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.rfile.readline()
+
+
+class _ExtraByte(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(PREFIX + self.rfile.readline() + b"!")
+
+
+class _HalfReply(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.wfile.write(PREFIX + self.rfile.readline()[:10])
+        self.rfile.read()  # keeps the connection open until the client gives up
+
+
+@pytest.mark.parametrize(("handler", "kind"), [
+    (_WrongPrefix, "verify"), (_ErrBusy, "ERR busy"), (_ClosesAtOnce, "closed"),
+    (_ExtraByte, "verify"), (_HalfReply, "unanswered"),
+])  # fmt: skip
+def test_connrate_client_counts_a_wrong_server_as_errors(
+    handler: type[socketserver.BaseRequestHandler], kind: str
+) -> None:
+    with _threaded_server(handler) as port:
+        cfg = LoadConfig(port=port, connections=2, duration=0.3, drain_timeout=0.3)
+        result = run_c_connrate(cfg)
+    assert result.messages_acked == 0 and not result.ok
+    assert set(result.errors) == {kind} and result.errors[kind] >= 2, result.errors
+    assert result.error_samples[0].startswith(f"{kind}: ")
+
+
+def test_connrate_client_counts_a_refused_connect() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run_c_connrate(LoadConfig(port=port, connections=1, duration=0.2))
+    assert result.messages_acked == 0 and result.errors.get("connect", 0) >= 1, result.errors
+    assert "refused" in result.error_samples[0]

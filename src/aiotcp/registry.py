@@ -241,14 +241,20 @@ class Registry:
 
         Counts the refusal once; the connection sends ``ERR <code> <text>`` and closes.
         """
-        refusal = self._refusal(ip)
-        if refusal is not None:
-            return refusal
-        self._count_ip(ip, 1)
-        now = time.monotonic()
-        if now - self._opened_clock > OPENED_PRECISION:
-            self._opened_clock = now
-        conn.opened = self._opened_clock
+        # Only these can refuse (see _refusal): most accepts skip the call.
+        if self.shutting_down or self.wants_ip or (
+            len(self.members) + self.held >= self.max_connections
+        ):
+            refusal = self._refusal(ip)
+            if refusal is not None:
+                return refusal
+        if self.max_per_ip:
+            self._count_ip(ip, 1)
+        if self.access_log:  # the open time is read by the access log only
+            now = time.monotonic()
+            if now - self._opened_clock > OPENED_PRECISION:
+                self._opened_clock = now
+            conn.opened = self._opened_clock
         conn.slot = len(self.members)
         self.members.append(conn)
         stats = self.stats
@@ -273,7 +279,8 @@ class Registry:
             self.watches.pop(conn, None)
         stats = self.stats
         stats.connections -= 1
-        self._count_ip(conn.ip, -1)
+        if self.max_per_ip:
+            self._count_ip(conn.ip, -1)
         stats.messages_received += conn.messages
         stats.messages_acked += conn.acked
         stats.bytes_received += conn.bytes_in

@@ -49,7 +49,7 @@ def combine(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
         samples.extend(r.get("error_samples", [])[: max(0, 3 - len(samples))])
     row["errors"] = errors
     row["error_samples"] = samples
-    if row["kind"] == "load":
+    if row["kind"] in ("load", "connect"):  # a connect cycle is counted as a message
         _spread(row, "throughput", [r["throughput"] for r in runs])
         keys = runs[0]["latency_ms"].keys()
         row["latency_ms"] = {k: round(_median([r["latency_ms"][k] for r in runs]), 3) for k in keys}
@@ -60,6 +60,8 @@ def combine(base: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
         _spread(row, "other_cpu_pct", [r.get("other_cpu_pct", 0.0) for r in runs])
         row["connected"] = min(r["connected"] for r in runs)
         row["warnings"] = sorted({w for r in runs for w in r.get("warnings", [])})
+        if row["kind"] == "connect":
+            _spread(row, "server_us_per_conn", [r.get("server_us_per_conn", 0.0) for r in runs], 2)
     else:
         _spread(row, "kib_per_conn", [r["kib_per_conn"] for r in runs], 2)
         row["held"] = min(r["held"] for r in runs)

@@ -7,7 +7,9 @@ report warns where the client was above 90 % of its core (then it was the bottle
 
 Runs are interleaved (server A, B, C, A, B, C, ... per workload) so that drift on a shared
 machine touches every server alike; each figure is the median of ``--runs`` runs with its
-min and max. Workload names are described in ``aiotcp.bench.workloads``. After the main
+min and max. Workload names are described in ``aiotcp.bench.workloads`` (``connect<N>``, the
+connection rate, runs the compiled ``native/connrate.c`` client whatever ``--engine``
+says). After the main
 workloads comes the payload ladder (``--ladder``: message sizes in line and length
 framing) against the ladder servers (``--ladder-servers``), in a table of its own.
 """
@@ -28,7 +30,7 @@ from typing import Any
 
 from aiotcp.bench import lineup, workloads
 from aiotcp.bench.aggregate import add_ratios, combine
-from aiotcp.bench.cengine import choose_engine, run_c_load
+from aiotcp.bench.cengine import choose_engine, run_c_connrate, run_c_load
 from aiotcp.bench.loadgen import LoadConfig, run_load
 from aiotcp.bench.misbehave import MisbehaveResult, open_clients
 from aiotcp.bench.native import CompilerUnavailable
@@ -72,8 +74,11 @@ def _pin_cpus(pin: bool) -> tuple[int | None, str]:
     return cpus[0], f"server pinned to CPU {cpus[0]}, load generator to CPU {cpus[1]}"
 
 
-def _applicable(name: str, wl: Workload) -> str:
-    """Return why ``wl`` does not apply to server ``name``, or "" if it does."""
+def _applicable(name: str, wl: Workload, engine: str = "c") -> str:
+    """Return why ``wl`` does not apply to server ``name`` (``engine``: the load generator
+    compare chose), or "" if it does."""
+    if wl.kind == "connect" and engine != "c":
+        return "n/a: the connection-rate client is compiled C and no C compiler builds it here"
     if lineup.is_loose(name) and wl.kind == "load" and wl.size + 1 > SEED_READ:
         return f"n/a: the seed reads {SEED_READ} bytes at a time; {wl.size} B messages exceed it"
     if wl.kind == "load" and wl.framing not in lineup.framings(name):
@@ -111,7 +116,8 @@ async def _hold(server: ServerProcess, wl: Workload) -> dict[str, Any]:
 
 
 def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict[str, Any]:
-    """One closed-loop run against ``server``; the server's CPU is read over the window only."""
+    """One closed-loop (or, for ``connect`` workloads, connection-rate) run against ``server``;
+    the server's CPU is read over the window only."""
     cfg = LoadConfig(
         host=server.host, port=server.port, connections=wl.connections, duration=wl.duration,
         size=wl.size, in_flight=wl.in_flight, verify="loose" if loose else "strict",
@@ -122,7 +128,9 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
     def ready() -> None:
         mark.extend((time.monotonic(), server.cpu_seconds(), machine_busy_seconds()))
 
-    if engine == "c":
+    if wl.kind == "connect":
+        result = run_c_connrate(cfg, ready=ready)
+    elif engine == "c":
         result = run_c_load(cfg, ready=ready)
     else:
         result = finish(_runner()(run_load(cfg, ready=ready)))
@@ -134,6 +142,10 @@ def _load(server: ServerProcess, wl: Workload, loose: bool, engine: str) -> dict
     row.pop("histogram", None)
     row.pop("config", None)
     row["server_cpu_pct"] = round(100.0 * cpu / wall, 1) if wall > 0 else 0.0
+    if wl.kind == "connect" and result.messages_acked:
+        # What a connection costs the server: steadier than the rate on a shared machine,
+        # where the cycle's wake-ups, not the server's CPU, can bound the rate.
+        row["server_us_per_conn"] = round(1e6 * cpu / result.messages_acked, 2)
     row["other_cpu_pct"] = round(max(0.0, 100.0 * (busy - cpu - client) / wall), 1) if wall else 0.0
     return row
 
@@ -169,10 +181,11 @@ def run_one(
     return row
 
 
-def _shown(row: dict[str, Any]) -> str:
+def _shown(row: dict[str, Any], wl: Workload) -> str:
     if row.get("throughput"):
+        unit = "conn/s" if wl.kind == "connect" else "msg/s"
         return (
-            f"{row['throughput']:,.0f} msg/s p99 {row['latency_ms']['p99']:.2f} ms "
+            f"{row['throughput']:,.0f} {unit} p99 {row['latency_ms']['p99']:.2f} ms "
             f"client CPU {max(row['client_cpu'] or [0]):.0f}%"
         )
     if "kib_per_conn" in row:
@@ -216,10 +229,10 @@ def _run_workload(
     rows: list[dict[str, Any]] = []
     base = {name: {"server": name, "workload": wl.name, **asdict(wl)} for name in live}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in live}
-    todo = [n for n in live if not _applicable(n, wl)]
+    todo = [n for n in live if not _applicable(n, wl, engine)]
     for name in live:
         if name not in todo:
-            rows.append(base[name] | {"status": "n/a", "note": _applicable(name, wl)})
+            rows.append(base[name] | {"status": "n/a", "note": _applicable(name, wl, engine)})
     for index in range(opts.runs):
         for name in todo:
             t0 = time.monotonic()
@@ -227,7 +240,7 @@ def _run_workload(
             runs[name].append(run)
             log(
                 f"{name:16s} {wl.name:16s} run {index + 1}/{opts.runs} {run['status']:7s} "
-                f"{_shown(run)} ({time.monotonic() - t0:.1f}s)"
+                f"{_shown(run, wl)} ({time.monotonic() - t0:.1f}s)"
             )
     rows.extend(combine(base[name], runs[name]) for name in todo)
     return rows
@@ -276,7 +289,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--quick", action="store_true",
         help=f"servers {','.join(lineup.QUICK)}; workloads {','.join(workloads.QUICK)}; ladder {','.join(workloads.QUICK_LADDER)} (~2 min)")
     add("--servers", help=f"comma-separated, from {','.join(lineup.ORDER)} (default: all)")
-    add("--workloads", help="comma-separated workload names, e.g. c100-f16-s64,c10-f1-s64-d0.5,hold1000")
+    add("--workloads",
+        help="comma-separated workload names, e.g. c100-f16-s64,c10-f1-s64-d0.5,connect50,hold1000")
     add("--duration", type=float, default=1.5, help="seconds per load run without -d (default 1.5)")
     add("--runs", type=int, default=DEFAULT_RUNS,
         help=f"interleaved runs per server and workload; figures are medians (default {DEFAULT_RUNS})")

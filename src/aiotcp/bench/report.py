@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from aiotcp.bench.cengine import CONNECT_SOURCES
 from aiotcp.bench.plots import write_plots
 from aiotcp.bench.results import CLIENT_BOUND_CPU
 from aiotcp.bench.stamp import stamp_line
@@ -51,6 +52,9 @@ def _cell(row: dict[str, Any] | None, what: str) -> str:
             text += CLIENT_BOUND_MARK
     elif what == "p99":
         text = f"{row['latency_ms']['p99']:.2f}"
+    elif what == "us_per_conn":
+        text = (f"{row['server_us_per_conn']:.1f} ({row['server_us_per_conn_min']:.1f}–"
+                f"{row['server_us_per_conn_max']:.1f})")  # fmt: skip
     else:  # kib
         text = f"{row['kib_per_conn']:.2f} ({row['kib_per_conn_min']:.2f}–{row['kib_per_conn_max']:.2f})"
     if row.get("errors"):
@@ -64,15 +68,24 @@ def headline(loads: list[str]) -> list[str]:
     return chosen or loads[:2]
 
 
+def _column(workload: str) -> str:
+    """A throughput column's label: the workload, and its unit when it is not replies/s."""
+    return f"{workload} (new conns/s)" if workload.startswith("connect") else workload
+
+
 def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str]) -> list[Table]:
-    """Return (title, header, body rows) for each report table; one body row per server."""
+    """Return (title, header, body rows) for each report table; one body row per server.
+
+    Connection-rate workloads (``connect<N>``) sit among the load columns, their figure new
+    connections per second (one reply each), and always have a ratio column.
+    """
     by = {(r["server"], r["workload"]): r for r in rows}
     loads = [w for w in workloads if not w.startswith("hold")]
     holds = [w for w in workloads if w.startswith("hold")]
     out: list[Table] = [
         (
             "Throughput, replies/s: median of the runs (min–max)",
-            ["server", *loads],
+            ["server", *map(_column, loads)],
             [[s, *(_cell(by.get((s, w)), "throughput") for w in loads)] for s in servers],
         ),
         (
@@ -81,7 +94,7 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
             [[s, *(_cell(by.get((s, w)), "p99") for w in loads)] for s in servers],
         ),
     ]
-    head = headline(loads)
+    head = list(dict.fromkeys([*headline(loads), *(w for w in loads if w.startswith("connect"))]))
     header = ["server", *(f"{w} {label}" for _, label in RATIOS for w in head)]
     body = []
     for s in servers:
@@ -92,6 +105,11 @@ def tables(rows: list[dict[str, Any]], workloads: list[str], servers: list[str])
                 line.append(f"{r[key]:.2f}" if r and key in r else "-")
         body.append(line)
     out.append(("Ratios of median throughput (same workload)", header, body))
+    rates = [w for w in loads if w.startswith("connect")]
+    if rates:
+        body = [[s, *(_cell(by.get((s, w)), "us_per_conn") for w in rates)] for s in servers]
+        out.append(("Server CPU per new connection, µs: median of the runs (min–max)",
+                    ["server", *rates], body))  # fmt: skip
     header = [
         "server", *(f"KiB per held conn ({w[4:]})" for w in holds),
         "client CPU % (max)", "server CPU % (max)", "other processes CPU % (max)",
@@ -205,6 +223,14 @@ def _notes(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[str]:
             "is high, the run shared its cores with other work and its figures are low and noisy."
         ),
     ]
+    if any(r.get("kind") == "connect" for r in rows):
+        notes.append(
+            "connect<N> = the connection rate: N loops of the compiled connrate client (epoll, "
+            "one thread) each connect, send one 64-byte line, read and verify the whole reply, "
+            "close (the client first, so TIME_WAIT stays on its side; its loops bind "
+            f"127.0.0.1-{CONNECT_SOURCES} so the ephemeral ports last) and repeat; the figure "
+            "is completed cycles per second, its latency a whole cycle's."
+        )
     if meta.get("aiotcp_args"):
         notes.append(f"aiotcp extra flags: `{' '.join(meta['aiotcp_args'])}`.")
     for r in rows:

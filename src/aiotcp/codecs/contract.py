@@ -38,6 +38,7 @@ Subclass :class:`Codec` to get the optional members; any object with ``feed`` an
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -183,7 +184,7 @@ def checked_factory(factory: CodecFactory, max_frame: int, name: str) -> Callabl
             f"{' or '.join(missing)} (subclass aiotcp.Codec)"
         )
     if all(hasattr(probe, m) for m in OPTIONAL):
-        return lambda: factory(max_frame)
+        return functools.partial(factory, max_frame)  # made per connection: no Python frame
     return lambda: Adapted(factory(max_frame))
 
 

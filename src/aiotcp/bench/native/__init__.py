@@ -1,4 +1,5 @@
-"""The compiled benchmark programs: a C load engine (``loadgen.c``) and a C line server (``server.c``).
+"""The compiled benchmark programs: a C load engine (``loadgen.c``), a C line server
+(``server.c``) and a connection-rate client (``connrate.c``).
 
 ``build(name)`` compiles ``<name>.c`` with the system C compiler on first use and returns the
 path of the executable. Executables live in a per-user cache directory, named by a hash of
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 #: Sources shipped with the package (package data), by program name.
-PROGRAMS: tuple[str, ...] = ("loadgen", "server")
+PROGRAMS: tuple[str, ...] = ("loadgen", "server", "connrate")
 #: Optimised, warnings on; nothing machine-specific (-march) so a shared cache stays valid.
 CFLAGS: tuple[str, ...] = ("-O2", "-Wall", "-std=gnu11")
 LIBS: tuple[str, ...] = ("-lm",)

@@ -75,11 +75,6 @@ static size_t send_len, reply_len, wire_len, reply_frame_len;
 static long distinct;
 static int ep, loose, sending;
 static uint64_t total_sent, total_acked, t0_ns;
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void conn_fail(conn_t *c, const char *kind, const char *detail) {
     add_error(kind, detail);
@@ -336,27 +331,20 @@ static void build_streams(void) {
     free(msg);
 }
 
-static double cpu_seconds(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
 
 static void usage(const char *why) {
-    fprintf(stderr, "aiotcp-loadgen: %s\nusage: aiotcp-loadgen [--host H] [--port P] [--connections N] "
-            "[--in-flight F] [--size S] [--duration D] [--count C] [--rate R] [--framing line|length|raw] "
-            "[--verify strict|loose] [--prefix P] [--connect-timeout S] [--drain-timeout S] [--sync-start]\n", why);
-    exit(2);
+    usage_exit("aiotcp-loadgen", why, "[--host H] [--port P] [--connections N] "
+               "[--in-flight F] [--size S] [--duration D] [--count C] [--rate R] [--framing line|length|raw] "
+               "[--verify strict|loose] [--prefix P] [--connect-timeout S] [--drain-timeout S] [--sync-start]");
 }
 
 static void parse(int argc, char **argv) {
-    snprintf(opt.prefix, sizeof opt.prefix, "%s", "\xe5\xb7\xb2\xe6\x94\xb6\xe5\x88\xb0: ");
+    snprintf(opt.prefix, sizeof opt.prefix, "%s", DEFAULT_PREFIX);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--sync-start")) { opt.sync_start = 1; continue; }
-        if (i + 1 >= argc) usage("missing value");
-        const char *v = argv[++i];
-        if (!strcmp(a, "--host")) opt.host = v;
+        const char *a = argv[i], *v = option_value(argc, argv, &i);
+        if (!v) usage("missing value");
+        if (!strcmp(a, "--sync-start")) opt.sync_start = 1;
+        else if (!strcmp(a, "--host")) opt.host = v;
         else if (!strcmp(a, "--port")) opt.port_s = v;
         else if (!strcmp(a, "--connections")) opt.conns = atol(v);
         else if (!strcmp(a, "--in-flight")) opt.in_flight = atol(v);

@@ -1,13 +1,47 @@
-/* The load engine's results: latency histogram, error counts and samples, the JSON report.
+/* The load engine's and the connection-rate client's results: clocks, latency histogram,
+ * error counts and samples, the JSON report.
  *
- * Included by loadgen.c only (one translation unit; the build hashes every file here).
+ * Included by loadgen.c and connrate.c (each one translation unit; the build hashes every
+ * file here).
  */
 #ifndef AIOTCP_RESULTS_H
 #define AIOTCP_RESULTS_H
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+/* The reply prefix both programs expect by default: "已收到: " in UTF-8. */
+#define DEFAULT_PREFIX "\xe5\xb7\xb2\xe6\x94\xb6\xe5\x88\xb0: "
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Options are "--name value" pairs and the bare flag --sync-start: the value of argv[*i]
+ * (stepping *i past it), "" for --sync-start, or NULL when the value is missing. */
+static const char *option_value(int argc, char **argv, int *i) {
+    if (!strcmp(argv[*i], "--sync-start")) return "";
+    return *i + 1 < argc ? argv[++*i] : NULL;
+}
+
+/* Say why the command line is refused, and how it goes; exit 2. */
+static void usage_exit(const char *program, const char *why, const char *synopsis) {
+    fprintf(stderr, "%s: %s\nusage: %s %s\n", program, why, program, synopsis);
+    exit(2);
+}
+
+/* This process's CPU time so far (user + system), for the result's cpu_seconds. */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
 
 /* Error descriptions kept (counts are always complete). */
 #define MAX_SAMPLES 5
