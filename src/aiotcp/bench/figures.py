@@ -43,7 +43,9 @@ class FigureError(Exception):
 
 @dataclass(frozen=True)
 class Figure:
-    """One README block: the result file it is made from and how."""
+    """One README block: the result file it is made from and how. A ``source`` ending
+    in ``/`` is a directory of result files, one run each: the renderer gets
+    ``{"files": {stem: parsed}}`` and the block ends with each run's stamp."""
 
     source: str  # relative to benchmarks/results/
     render: Callable[[dict[str, Any]], list[str]]
@@ -337,6 +339,35 @@ def _partition(data: dict[str, Any]) -> list[str]:
     return _table(["mode", "`--broker-timeout`", *PARTITION_COLUMNS.values()], rows)
 
 
+def _hold_row(label: str, run: dict[str, Any]) -> list[str]:
+    c = run["config"]
+    flags = f"--connections {c['connections']} --procs {c['procs']} --rounds {c['rounds']} " \
+            f"--round-seconds {c['round_seconds']:g}" + (f" --churn {c['churn']:g}" if c["churn"] else "")
+    before, held = run["server_before"], run["server_held"]
+    worst = max(run["rounds"], key=lambda r: r["latency_ms"]["p99"] or 0)["latency_ms"]
+    fails = run["failures"]
+    return [f"{run['held']:,} ({held['processes'] - 1} workers){label}", f"`{flags}`",
+            f"{run['connect_rate']:,.0f}/s",
+            f"{before['rss_kib'] / 1024:.1f} → {held['rss_kib'] / 1024:.1f} MiB",
+            f"{run['kib_per_conn']:.2f}",
+            f"{worst['p50']:.2f} / {worst['p99']:.2f} / {worst['max']:.1f} ms", f"{fails:,}"]
+
+
+#: The hold runs the README shows, in its order, and what each row adds to its name.
+HOLD_RUNS = {"hold-10k": "", "hold-100k": "", "hold-118k": ", every worker at its limit",
+             "hold-155k": "", "hold-soak": ", churn soak",
+             "hold-100k-no-pause": ", full workers accepting (the rule switched off)"}
+
+
+def _hold(data: dict[str, Any]) -> list[str]:
+    files = data["files"]
+    rows = [_hold_row(label, files[stem]) for stem, label in HOLD_RUNS.items() if stem in files]
+    rows += [_hold_row("", run) for stem, run in files.items() if stem not in HOLD_RUNS]
+    return _table(["connections held", "`aiotcp bench --mode hold --port P --server-pid PID`",
+                   "connect rate", "server RSS before → held", "KiB per connection",
+                   "ping p50 / p99 / max (worst round)", "failures"], rows)  # fmt: skip
+
+
 #: Every README figure: block name -> (result file, renderer).
 FIGURES: dict[str, Figure] = {
     "compare": Figure("results.json", _compare),
@@ -351,6 +382,7 @@ FIGURES: dict[str, Figure] = {
     "instructions": Figure("instructions.json", _instructions),
     "resp": Figure("resp.json", _resp),
     "partition": Figure("partition.json", _partition),
+    "hold": Figure("hold/", _hold),
 }
 
 
@@ -365,6 +397,13 @@ def block(name: str, results: Path = RESULTS) -> str:
                           f"(known: {', '.join(FIGURES)})")  # fmt: skip
     figure = FIGURES[name]
     path = results / figure.source
+    if figure.source.endswith("/"):
+        runs = {p.stem: json.loads(p.read_text()) for p in sorted(path.glob("*.json"))}
+        if not runs:
+            return (f"Not measured yet: benchmarks/results/{figure.source} holds no result "
+                    "file (`make figures` makes them).\n")  # fmt: skip
+        stamps = [f"- {stem}: " + stamp_line(run.get("stamp")) for stem, run in runs.items()]
+        return "\n".join([*figure.render({"files": runs}), "", *stamps]) + "\n"
     if not path.exists():
         return (f"Not measured yet: benchmarks/results/{figure.source} is missing "
                 "(`make figures` makes it).\n")  # fmt: skip
