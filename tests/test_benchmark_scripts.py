@@ -25,7 +25,7 @@ import pytest
 
 from aiotcp.bench.figures import FIGURES, block
 from aiotcp.bench.scripts import NOT_SCRIPTS, script_names
-from support.process import child_env
+from support.process import child_env, selected_params
 from support.services import service_url
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -98,10 +98,7 @@ def smoke_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Started]]:
     """The smoke runs of every script selected in this session, started side by side."""
-    selected = sorted({
-        item.callspec.params["script"] for item in request.session.items
-        if getattr(item, "originalname", "") == "test_smoke" and hasattr(item, "callspec")
-    })  # fmt: skip
+    selected = selected_params(request, "test_smoke", "script")
     runs = {name: start_smoke(name, tmp_path_factory.mktemp("smoke")) for name in selected}
     yield runs
     for run in runs.values():

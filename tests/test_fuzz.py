@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support.process import child_env
+from support.process import child_env, selected_params
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,11 +68,7 @@ class Started:
 
 @pytest.fixture(scope="module")
 def runs(request: pytest.FixtureRequest) -> Iterator[dict[str, Started]]:
-    selected = sorted({
-        item.callspec.params["name"] for item in request.session.items
-        if getattr(item, "originalname", "") == "test_the_harness_passes_its_seeds_and_a_short_fuzz"
-        and hasattr(item, "callspec")
-    })  # fmt: skip
+    selected = selected_params(request, "test_the_harness_passes_its_seeds_and_a_short_fuzz", "name")
     out = {name: Started(time.time(), _start(name, "--seeds"),
                          _start(name, f"-max_total_time={SECONDS}")) for name in selected}
     yield out

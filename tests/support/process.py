@@ -21,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+import pytest
+
 from aiotcp.core import ENV_NO_EXTENSIONS
 
 from .waiting import HANG_GUARD
@@ -332,3 +334,12 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def selected_params(request: pytest.FixtureRequest, test: str, param: str) -> list[str]:
+    """The values of ``param`` of the ``test`` rows this session runs (sorted): what a
+    module fixture starts side by side before the first of them."""
+    return sorted({
+        str(item.callspec.params[param]) for item in request.session.items
+        if getattr(item, "originalname", "") == test and hasattr(item, "callspec")
+    })  # fmt: skip
